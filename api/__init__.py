@@ -1,0 +1,1 @@
+"""HTTP gateway (aiohttp): authenticates, validates basics, records the job, publishes chunks."""

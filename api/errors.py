@@ -1,0 +1,85 @@
+"""Domain errors → HTTP responses, in one place, always in the contract's error shape."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+
+from aiohttp import web
+
+from domain.errors import MAX_ERRORS, ApiError, ErrorCode, InvalidInput
+
+log = logging.getLogger(__name__)
+
+
+class HttpProblem(Exception):
+    """Raise from a handler to answer ``status`` with these errors."""
+
+    def __init__(
+        self,
+        status: int,
+        errors: Iterable[ApiError],
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
+    ) -> None:
+        self.status = status
+        self.errors = tuple(errors)[:MAX_ERRORS]
+        self.headers = headers or {}
+        self.extra = extra or {}
+        super().__init__(self.errors[0].message if self.errors else str(status))
+
+
+def problem(status: int, code: ErrorCode, message: str, **kwargs: object) -> HttpProblem:
+    return HttpProblem(status, [ApiError(code, message)], **kwargs)  # type: ignore[arg-type]
+
+
+def error_response(
+    status: int,
+    errors: Iterable[ApiError],
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
+) -> web.Response:
+    body = {**(extra or {}), "errors": [e.to_dict() for e in list(errors)[:MAX_ERRORS]]}
+    return web.json_response(body, status=status, headers=headers, dumps=json.dumps)
+
+
+_STATUS_CODES = {
+    401: ErrorCode.Unauthorized,
+    404: ErrorCode.NotFound,
+    405: ErrorCode.InvalidOperation,
+    413: ErrorCode.PayloadTooLarge,
+}
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except HttpProblem as exc:
+        return error_response(exc.status, exc.errors, exc.headers, exc.extra)
+    except InvalidInput as exc:
+        status = 404 if exc.errors and exc.errors[0].error_code is ErrorCode.UnknownEntity else 422
+        return error_response(status, exc.errors)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return error_response(413, [ApiError(ErrorCode.PayloadTooLarge, _too_large(exc))])
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _STATUS_CODES.get(exc.status, ErrorCode.InvalidParameter)
+        return error_response(exc.status, [ApiError(code, exc.reason)], dict(exc.headers))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(
+            500, [ApiError(ErrorCode.InternalError, "The service failed; the error is logged.")]
+        )
+
+
+def _too_large(exc: web.HTTPRequestEntityTooLarge) -> str:
+    return (
+        f"The request body is too large ({exc.text}); split the records over several jobs "
+        "or upload a file to /api/v1/files."
+    )

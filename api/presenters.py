@@ -1,0 +1,77 @@
+"""The job object and per-record results exactly as the HTTP contract spells them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from domain.jobs import is_terminal
+
+API_PREFIX = "/api/v1"
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def job_url(job_id: str) -> str:
+    return f"{API_PREFIX}/jobs/{job_id}"
+
+
+def error_entry(failure: Mapping[str, Any]) -> dict[str, Any]:
+    entry = {
+        "index": failure["index"],
+        "external_id": failure["key"],
+        "errorCode": failure["error_code"],
+        "message": failure["error_message"],
+    }
+    if failure.get("error_field"):
+        entry["field"] = failure["error_field"]
+    if failure.get("line") is not None:
+        entry["line"] = failure["line"]
+    return entry
+
+
+def job_object(job: Mapping[str, Any], failures: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    terminal = is_terminal(job["status"])
+    url = job_url(job["job_id"])
+    body = {
+        "job_id": job["job_id"],
+        "entity": job["entity"],
+        "operation": job["operation"],
+        "source": job["source"],
+        "status": job["status"],
+        "total": job["total"],
+        "processed": job["processed"],
+        "successful": job["successful"],
+        "failed": job["failed"],
+        "skipped": job["skipped"],
+        "errors": [error_entry(f) for f in failures],
+        "report_url": f"{url}/report" if terminal else None,
+        "results_url": f"{url}/results" if terminal else None,
+        "webhook_url": job["webhook_url"],
+        "created_at": iso(job["created_at"]),
+        "started_at": iso(job["started_at"]),
+        "completed_at": iso(job["completed_at"]),
+        "updated_at": iso(job["updated_at"]),
+    }
+    if job.get("failure_reason"):
+        body["failure_reason"] = job["failure_reason"]
+    return body
+
+
+def record_results(outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            "index": o["index"],
+            "external_id": o["key"],
+            "status": o["status"],
+            "id": o["record_id"],
+            "errorCode": o["error_code"],
+            "message": o["error_message"],
+        }
+        for o in outcomes
+    ]

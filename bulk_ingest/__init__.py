@@ -1,0 +1,1 @@
+"""Bulk Ingest: process entry points (CLI), settings and the shared Kafka adapter."""

@@ -1,0 +1,167 @@
+"""``bulk-ingest``: run the service, manage the local stack, create tenants."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+
+from bulk_ingest.settings import Settings, load_settings
+
+
+def _stack(settings: Settings, action: str) -> int:
+    from bulk_ingest.processes import stack_config
+    from stack import stack_down, stack_status, stack_up
+
+    config = stack_config(settings)
+    if action == "up":
+        stack_up(config)
+        prepare_backends(settings)
+    elif action == "down":
+        stack_down(config)
+    else:
+        status = stack_status(config)
+        for service in (status.kafka, status.postgres):
+            state = "running" if service.running else "stopped"
+            print(f"{service.name:9} {state:8} {service.address:22} pid={service.pid} {service.detail}")
+    return 0
+
+
+def prepare_backends(settings: Settings) -> None:
+    """Migrations and topics: idempotent, run by ``up`` and by the test fixtures."""
+    from bulk_ingest.kafka import ensure_topics
+    from storage.db import migrate
+
+    migrate(settings.sqlalchemy_url)
+    ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+
+
+def _tenants_create(settings: Settings, name: str) -> int:
+    from domain.entities import DEFAULT_REFERENCE_TYPES
+    from storage.db import create_tenant, sync_engine
+
+    engine = sync_engine(settings.sqlalchemy_url)
+    try:
+        tenant = create_tenant(engine, name, DEFAULT_REFERENCE_TYPES)
+    finally:
+        engine.dispose()
+    print(json.dumps(tenant.to_public_dict()))
+    return 0
+
+
+def _up(settings: Settings, workers: int) -> int:
+    """Everything, in the foreground: stack, migrations, topics, gateway, workers, consumers."""
+    from bulk_ingest.processes import spawn, stack_config
+    from stack import stack_up
+
+    settings = settings.with_overrides(webhook_allow_loopback=True)
+    stack_up(stack_config(settings))
+    prepare_backends(settings)
+    print(
+        "webhooks: loopback targets are ALLOWED in this local stack "
+        "(BULK_INGEST_WEBHOOK_ALLOW_LOOPBACK=true); private and link-local stay refused"
+    )
+    log_dir = settings.state_dir / "logs"
+    roles = [("gateway", "gateway")]
+    roles += [("worker", f"worker-{i + 1}") for i in range(workers)]
+    roles += [("consumers", "consumers")]
+    children = [spawn(role, settings, log_dir, name=name) for role, name in roles]
+    for child in children:
+        print(f"started {child.role:10} pid {child.pid:<7} log {child.log_path}")
+    print(f"gateway: http://{settings.http_host}:{settings.http_port}  (Ctrl-C stops everything)")
+    print("create a tenant: .venv/bin/bulk-ingest tenants create acme")
+    stopping = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stopping:
+            for child in children:
+                if not child.alive():
+                    print(f"{child.role} exited ({child.process.returncode}); last lines:")
+                    print(child.log_tail(20))
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("stopping gateway, workers and consumers (the stack keeps running; "
+              "`bulk-ingest stack down` stops Kafka and PostgreSQL)")
+        for child in children:
+            child.stop()
+    return 0
+
+
+def _consumers(settings: Settings) -> int:
+    try:
+        from consumers.app import run_consumers
+    except ImportError:
+        print("consumers: nothing to run yet", file=sys.stderr)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+        return 0
+    run_consumers(settings)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bulk-ingest", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    up = commands.add_parser("up", help="start everything locally, in the foreground")
+    up.add_argument("--workers", type=int, default=2)
+    stack = commands.add_parser("stack", help="the local Kafka + PostgreSQL")
+    stack.add_argument("action", choices=["up", "down", "status"])
+    db = commands.add_parser("db", help="database administration")
+    db.add_argument("action", choices=["migrate"])
+    tenants = commands.add_parser("tenants", help="tenant administration")
+    tenants_actions = tenants.add_subparsers(dest="action", required=True)
+    create = tenants_actions.add_parser("create", help="create a tenant, print its keys as JSON")
+    create.add_argument("name")
+    commands.add_parser("topics", help="create the topics (idempotent)")
+    commands.add_parser("gateway", help="run the HTTP gateway")
+    commands.add_parser("worker", help="run a stream worker (validate, persist, aggregate)")
+    commands.add_parser("consumers", help="run the webhook dispatcher and report writer")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = load_settings()
+    if args.command == "up":
+        return _up(settings, args.workers)
+    if args.command == "stack":
+        return _stack(settings, args.action)
+    if args.command == "db":
+        from storage.db import migrate
+
+        migrate(settings.sqlalchemy_url)
+        return 0
+    if args.command == "topics":
+        from bulk_ingest.kafka import ensure_topics
+
+        ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+        return 0
+    if args.command == "tenants":
+        return _tenants_create(settings, args.name)
+    if args.command == "gateway":
+        from api.app import run_gateway
+
+        run_gateway(settings)
+        return 0
+    if args.command == "worker":
+        sys.argv = [sys.argv[0], "worker"]
+        from streams.app import run_worker
+
+        run_worker(settings)
+        return 0
+    if args.command == "consumers":
+        return _consumers(settings)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""Kafka adapter shared by gateway, workers and consumers: topics, producers, delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewPartitions, NewTopic
+
+from bulk_ingest.settings import TopicNames
+
+# Our topics carry chunks of up to a few MiB; the broker default (1 MiB) is too small.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class KafkaUnavailable(Exception):
+    """The broker could not be reached or refused a request; retrying later may succeed."""
+
+
+def ensure_topics(bootstrap: str, topics: TopicNames, partitions: int, timeout: float = 30) -> None:
+    """Create missing topics and grow ones with too few partitions (idempotent)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=timeout).topics
+    wanted = {name: partitions for name in topics.all()}
+    to_create = [
+        NewTopic(
+            name,
+            num_partitions=count,
+            replication_factor=1,
+            config={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+        )
+        for name, count in wanted.items()
+        if name not in existing
+    ]
+    to_grow = [
+        NewPartitions(name, count)
+        for name, count in wanted.items()
+        if name in existing and len(existing[name].partitions) < count
+    ]
+    _wait_all(admin.create_topics(to_create) if to_create else {}, KafkaError.TOPIC_ALREADY_EXISTS)
+    _wait_all(admin.create_partitions(to_grow) if to_grow else {}, None)
+
+
+def _wait_all(futures: dict[str, Any], tolerated: int | None) -> None:
+    for name, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if tolerated is None or exc.args[0].code() != tolerated:
+                raise KafkaUnavailable(f"could not prepare topic {name}: {exc}") from exc
+
+
+def topic_partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
+    metadata = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+    return {name: len(metadata.topics[name].partitions) for name in names}
+
+
+def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
+    return {
+        # Fail a delivery after 30 s instead of librdkafka's 5 minutes: the caller is waiting.
+        "delivery.timeout.ms": 30_000,
+        "bootstrap.servers": bootstrap,
+        "client.id": client_id,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        # No compression: aiokafka (Faust) would need extra codec libraries, and on loopback
+        # CPU, not bandwidth, is the limit.
+        "compression.type": "none",
+        "partitioner": "murmur2_random",  # the Java/aiokafka partitioner: Faust tables agree
+        "message.max.bytes": MAX_MESSAGE_BYTES,
+        "queue.buffering.max.kbytes": 512 * 1024,
+        "queue.buffering.max.messages": 1_000_000,
+    }
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    topic: str
+    value: bytes
+    key: bytes | None = None
+    partition: int | None = None
+    headers: Sequence[tuple[str, bytes]] | None = None
+
+
+class AsyncProducer:
+    """confluent-kafka's idempotent producer, with delivery awaitable from asyncio.
+
+    A background thread serves delivery callbacks; ``send_all`` returns once the broker has
+    acknowledged every message, or raises :class:`KafkaUnavailable` naming the first failure.
+    """
+
+    def __init__(self, bootstrap: str, client_id: str) -> None:
+        self._producer = Producer(producer_config(bootstrap, client_id))
+        self._stopping = threading.Event()
+        self._poller = threading.Thread(target=self._poll_forever, daemon=True, name="kafka-poll")
+        self._poller.start()
+
+    def _poll_forever(self) -> None:
+        while not self._stopping.is_set():
+            self._producer.poll(0.05)
+
+    async def send_all(self, messages: Iterable[OutgoingMessage]) -> None:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        for message in messages:
+            future: asyncio.Future[None] = loop.create_future()
+            futures.append(future)
+            self._produce(message, _resolver(loop, future))
+        if futures:
+            await asyncio.gather(*futures)
+
+    def _produce(self, message: OutgoingMessage, on_delivery: Any) -> None:
+        kwargs: dict[str, Any] = {"value": message.value, "on_delivery": on_delivery}
+        if message.key is not None:
+            kwargs["key"] = message.key
+        if message.partition is not None:
+            kwargs["partition"] = message.partition
+        if message.headers:
+            kwargs["headers"] = list(message.headers)
+        while True:
+            try:
+                self._producer.produce(message.topic, **kwargs)
+                return
+            except BufferError:  # local queue full: let deliveries drain (backpressure)
+                self._producer.poll(0.05)
+
+    def list_topics(self, timeout: float) -> Any:
+        return self._producer.list_topics(timeout=timeout)
+
+    def close(self, timeout: float = 10) -> None:
+        self._producer.flush(timeout)
+        self._stopping.set()
+        self._poller.join(timeout=1)
+
+
+def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Any:
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        loop.call_soon_threadsafe(_settle, future, error, message)
+
+    return on_delivery
+
+
+def _settle(future: asyncio.Future[None], error: KafkaError | None, message: Message) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(
+            KafkaUnavailable(f"delivery to {message.topic()} failed: {error.str()}")
+        )

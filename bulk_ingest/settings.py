@@ -1,0 +1,162 @@
+"""Typed, frozen settings read once from ``BULK_INGEST_*`` environment variables.
+
+Every process builds one :class:`Settings` at start-up with :func:`load_settings` and passes the
+pieces it needs down through constructors. Nothing reads the environment deeper in the code.
+Each field's environment variable is ``BULK_INGEST_`` + the field name upper-cased; the README
+lists them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+PREFIX = "BULK_INGEST_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class SettingsError(ValueError):
+    """A ``BULK_INGEST_*`` variable has a value that cannot be used."""
+
+
+@dataclass(frozen=True)
+class TopicNames:
+    requests: str = "bulk.requests"
+    records: str = "bulk.records"
+    outcomes: str = "bulk.outcomes"
+    jobs: str = "bulk.jobs"
+    dlq: str = "bulk.dlq"
+    progress: str = "bulk.progress"
+
+    def all(self) -> tuple[str, ...]:
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- gateway ---
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_async_records: int = 50_000
+    max_sync_records: int = 1_000
+    sync_timeout_seconds: float = 30.0
+    publish_chunk_records: int = 1_000
+    # --- kafka ---
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_controller_port: int = 9093
+    kafka_version: str = "4.3.0"
+    topic_requests: str = "bulk.requests"
+    topic_records: str = "bulk.records"
+    topic_outcomes: str = "bulk.outcomes"
+    topic_jobs: str = "bulk.jobs"
+    topic_dlq: str = "bulk.dlq"
+    topic_progress: str = "bulk.progress"
+    partitions: int = 4
+    # --- postgres ---
+    database_url: str = "postgresql+psycopg://bulk_ingest:bulk_ingest@127.0.0.1:5432/bulk_ingest"
+    # --- workers ---
+    worker_id: str = "worker"
+    persist_batch_records: int = 2_000
+    persist_batch_seconds: float = 0.05
+    worker_web_port: int = 0
+    # --- completion side ---
+    report_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "reports")
+    file_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "files")
+    webhook_timeout_seconds: float = 10.0
+    webhook_retry_horizon_seconds: float = 3 * 24 * 3600.0
+    webhook_initial_backoff_seconds: float = 5.0
+    webhook_max_backoff_seconds: float = 3600.0
+    webhook_allow_loopback: bool = False
+    webhook_allowed_networks: tuple[str, ...] = ()
+    webhook_allowed_hosts: tuple[str, ...] = ()
+    # --- local stack ---
+    state_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state")
+    cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "bulk-ingest")
+
+    @property
+    def topics(self) -> TopicNames:
+        return TopicNames(
+            requests=self.topic_requests,
+            records=self.topic_records,
+            outcomes=self.topic_outcomes,
+            jobs=self.topic_jobs,
+            dlq=self.topic_dlq,
+            progress=self.topic_progress,
+        )
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        return self.database_url
+
+    @property
+    def libpq_url(self) -> str:
+        """The same database as a plain libpq URL, for psycopg and ``psql``."""
+        return self.database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+    def with_overrides(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, raw: str, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError("expected true or false")
+        if kind is int:
+            return int(raw)
+        if kind is float:
+            return float(raw)
+        if kind is Path:
+            return Path(raw).expanduser()
+        if kind == tuple[str, ...]:
+            return tuple(part.strip() for part in raw.split(",") if part.strip())
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{PREFIX}{name.upper()}={raw!r} is not valid: {exc}") from exc
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build :class:`Settings` from ``BULK_INGEST_*`` variables; unset ones keep defaults."""
+    env = os.environ if environ is None else environ
+    hints = get_type_hints(Settings)
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = env.get(PREFIX + f.name.upper())
+        if raw is not None:
+            changes[f.name] = _parse(f.name, raw, hints[f.name])
+    settings = Settings(**changes)
+    _check(settings)
+    return settings
+
+
+def _check(settings: Settings) -> None:
+    if settings.partitions < 1:
+        raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1")
+    if not 1 <= settings.max_sync_records <= settings.max_async_records:
+        raise SettingsError(
+            f"{PREFIX}MAX_SYNC_RECORDS must be between 1 and {PREFIX}MAX_ASYNC_RECORDS"
+        )
+    if settings.max_body_bytes < 1024:
+        raise SettingsError(f"{PREFIX}MAX_BODY_BYTES must be at least 1024")
+
+
+def settings_documentation() -> list[tuple[str, str]]:
+    """(variable, default) pairs, used to keep the README's table honest."""
+    defaults = Settings()
+    return [
+        (PREFIX + f.name.upper(), str(getattr(defaults, f.name)))
+        for f in dataclasses.fields(Settings)
+    ]

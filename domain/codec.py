@@ -1,0 +1,157 @@
+"""Avro single-object encoding with writer-schema resolution by fingerprint.
+
+Every Kafka payload is ``C3 01`` + the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
+writer schema's Parsing Canonical Form + the Avro binary body. A reader looks the fingerprint up
+among every known version of the topic's schema and resolves the writer schema against its own
+(newest) schema, so producers and consumers can evolve independently.
+
+Schemas live under ``schemas/``: ``topics/<topic>/v<N>.avsc`` (every version ever published) with
+example payloads in ``topics/<topic>/examples/``; entity record schemas in ``entities/`` are named
+types the topic schemas may reference (``bulk_ingest.entities.Customer``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import to_parsing_canonical_form
+
+MAGIC = b"\xc3\x01"
+HEADER_SIZE = len(MAGIC) + 8
+_EMPTY64 = 0xC15D213AA4D7A795
+
+
+def _fingerprint_table() -> tuple[int, ...]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_EMPTY64 & -(fp & 1))
+        table.append(fp)
+    return tuple(table)
+
+
+_FP_TABLE = _fingerprint_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The CRC-64-AVRO fingerprint defined by the Avro specification."""
+    fp = _EMPTY64
+    for byte in data:
+        fp = (fp >> 8) ^ _FP_TABLE[(fp ^ byte) & 0xFF]
+    return fp
+
+
+class UndecodableMessage(Exception):
+    """A payload that cannot be decoded; ``reason`` is a short machine-readable word."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class WriterSchema:
+    version: int
+    parsed: Any
+    fingerprint: bytes  # 8 bytes, little-endian, as framed on the wire
+
+
+class AvroCodec:
+    """Encodes with the newest schema version and decodes any known version of one topic."""
+
+    def __init__(self, name: str, versions: Mapping[int, Any]) -> None:
+        if not versions:
+            raise ValueError(f"schema family {name} has no versions")
+        self.name = name
+        self._by_fingerprint: dict[bytes, WriterSchema] = {}
+        for version, parsed in sorted(versions.items()):
+            fingerprint = crc64_avro(to_parsing_canonical_form(parsed).encode()).to_bytes(
+                8, "little"
+            )
+            self._by_fingerprint[fingerprint] = WriterSchema(version, parsed, fingerprint)
+        self.latest = max(self._by_fingerprint.values(), key=lambda w: w.version)
+        self._header = MAGIC + self.latest.fingerprint
+
+    def encode(self, datum: Mapping[str, Any]) -> bytes:
+        buffer = io.BytesIO()
+        buffer.write(self._header)
+        schemaless_writer(buffer, self.latest.parsed, datum)
+        return buffer.getvalue()
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        writer = self.writer_of(payload)
+        try:
+            body = io.BytesIO(memoryview(payload)[HEADER_SIZE:])
+            datum = schemaless_reader(body, writer.parsed, self.latest.parsed)
+        except Exception as exc:  # fastavro raises many kinds for corrupt bodies
+            raise UndecodableMessage("corrupt-body", f"{self.name}: {exc!r}") from exc
+        return cast(dict[str, Any], datum)
+
+    def writer_of(self, payload: bytes) -> WriterSchema:
+        if len(payload) < HEADER_SIZE or payload[:2] != MAGIC:
+            raise UndecodableMessage(
+                "not-single-object-encoded",
+                f"{self.name}: payload does not start with C3 01 and a fingerprint",
+            )
+        fingerprint = bytes(payload[2:HEADER_SIZE])
+        writer = self._by_fingerprint.get(fingerprint)
+        if writer is None:
+            raise UndecodableMessage(
+                "unknown-schema",
+                f"{self.name}: no known schema has fingerprint {fingerprint.hex()}",
+            )
+        return writer
+
+
+_VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")
+
+
+def load_named_types(entities_dir: Path) -> dict[str, Any]:
+    """Entity record schemas keyed by full name, for topic schemas that reference them."""
+    named: dict[str, Any] = {}
+    for path in sorted(entities_dir.glob("*.avsc")):
+        schema = json.loads(path.read_text())
+        named[f"{schema.get('namespace', '')}.{schema['name']}".lstrip(".")] = schema
+    return named
+
+
+def _inline(node: Any, named: Mapping[str, Any], seen: set[str]) -> Any:
+    """Replace references to entity types by their definitions (first use only, per Avro)."""
+    if isinstance(node, str) and node in named:
+        if node in seen:
+            return node
+        seen.add(node)
+        return _inline(named[node], named, seen)
+    if isinstance(node, list):
+        return [_inline(item, named, seen) for item in node]
+    if isinstance(node, dict):
+        return {key: _inline(value, named, seen) for key, value in node.items()}
+    return node
+
+
+def parse_topic_schema(raw: Any, named: Mapping[str, Any]) -> Any:
+    return parse_schema(_inline(raw, named, set()), _write_hint=False)
+
+
+def load_codec(schemas_dir: Path, topic_key: str) -> AvroCodec:
+    """All versions of ``schemas/topics/<topic_key>/v*.avsc`` as one codec."""
+    named = load_named_types(schemas_dir / "entities")
+    versions: dict[int, Any] = {}
+    for path in sorted((schemas_dir / "topics" / topic_key).glob("v*.avsc")):
+        match = _VERSION_FILE.match(path.name)
+        if match:
+            versions[int(match.group(1))] = parse_topic_schema(json.loads(path.read_text()), named)
+    return AvroCodec(topic_key, versions)
+
+
+def topic_keys(schemas_dir: Path) -> Iterable[str]:
+    return sorted(p.name for p in (schemas_dir / "topics").iterdir() if p.is_dir())

@@ -1,0 +1,125 @@
+"""Error codes and the one error shape every layer reports.
+
+Every 4xx/5xx body and every failed record speaks in :class:`ApiError` terms:
+``{"errorCode", "message", "moreInfo", "index"?, "field"?}``. The codes are a public contract
+(design.md §3, §4): spell them exactly as they are here.
+
+Exceptions come in the three kinds the service needs, under one root:
+:class:`InvalidInput` (the caller must change the request), :class:`RetryableError` (transport
+trouble; try again) and :class:`BulkIngestError` itself for everything else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+MAX_ERRORS = 100
+"""At most this many errors are reported for one request or one job."""
+
+ERRORS_DOC_URL = "https://github.com/bulk-ingest/bulk-ingest/blob/main/docs/errors.md"
+
+
+class ErrorCode(StrEnum):
+    """Every error code the service reports; the value is the code as written in the API."""
+
+    # Basic (synchronous) request and record validation.
+    MaxRecordsExceeded = "MaxRecordsExceeded"
+    EmptyRequest = "EmptyRequest"
+    InvalidJson = "InvalidJson"
+    MissingRequiredField = "MissingRequiredField"
+    InvalidFieldType = "InvalidFieldType"
+    InvalidFormat = "InvalidFormat"
+    UnknownField = "UnknownField"
+    InvalidOperation = "InvalidOperation"
+    InvalidWebhookUrl = "InvalidWebhookUrl"
+    UnknownEntity = "UnknownEntity"
+    # Record outcomes (asynchronous).
+    DuplicateKey = "DuplicateKey"
+    RecordNotFound = "RecordNotFound"
+    InvalidReference = "InvalidReference"
+    InvalidValue = "InvalidValue"
+    JobCancelled = "JobCancelled"
+    # API errors that concern no record.
+    Unauthorized = "Unauthorized"
+    NotFound = "NotFound"
+    PayloadTooLarge = "PayloadTooLarge"
+    IdempotencyKeyReused = "IdempotencyKeyReused"
+    ReportNotReady = "ReportNotReady"
+    ImportBlocked = "ImportBlocked"
+    ServiceUnavailable = "ServiceUnavailable"
+    InternalError = "InternalError"
+    InvalidParameter = "InvalidParameter"
+
+
+def docs_url(code: ErrorCode) -> str:
+    """The documentation anchor that explains ``code``."""
+    return f"{ERRORS_DOC_URL}#{code.value.lower()}"
+
+
+@dataclass(frozen=True)
+class ApiError:
+    """One error as the API reports it; ``index``/``field`` only where they apply."""
+
+    error_code: ErrorCode
+    message: str
+    index: int | None = None
+    field: str | None = None
+    more_info: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.more_info:
+            object.__setattr__(self, "more_info", docs_url(self.error_code))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of the public error format."""
+        body: dict[str, Any] = {
+            "errorCode": self.error_code.value,
+            "message": self.message,
+            "moreInfo": self.more_info,
+        }
+        if self.index is not None:
+            body["index"] = self.index
+        if self.field is not None:
+            body["field"] = self.field
+        return body
+
+
+class BulkIngestError(Exception):
+    """Root of every error the service raises on purpose."""
+
+
+class InvalidInput(BulkIngestError):
+    """The input cannot be accepted as it is; ``errors`` says why, first encountered first.
+
+    At most :data:`MAX_ERRORS` errors are kept; later ones are dropped.
+    """
+
+    def __init__(self, errors: Iterable[ApiError]) -> None:
+        kept = tuple(errors)[:MAX_ERRORS]
+        if not kept:
+            raise ValueError("InvalidInput needs at least one error")
+        super().__init__(kept[0].message)
+        self.errors: tuple[ApiError, ...] = kept
+
+    @classmethod
+    def single(
+        cls,
+        code: ErrorCode,
+        message: str,
+        *,
+        index: int | None = None,
+        field: str | None = None,
+    ) -> InvalidInput:
+        """An :class:`InvalidInput` holding exactly one error."""
+        return cls([ApiError(code, message, index=index, field=field)])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The response body ``{"errors": [...]}``."""
+        return {"errors": [error.to_dict() for error in self.errors]}
+
+
+class RetryableError(BulkIngestError):
+    """A transient failure (transport, timeout, unavailable dependency): try again later."""

@@ -1,0 +1,169 @@
+"""Deciding each record's outcome from what the entity table already holds (pure).
+
+The persist stage reads the rows its batch touches, calls :func:`decide_batch`, writes what it
+returns in one transaction, and emits the outcomes. Records are decided in index order per job,
+and each decision sees the ones before it, so "the same key twice in one insert job" fails the
+later record with ``DuplicateKey`` exactly as if the two had arrived in separate batches.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from domain.errors import ErrorCode
+from domain.jobs import RecordStatus
+
+
+@dataclass(frozen=True)
+class RecordFailure:
+    code: str
+    message: str
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingRecord:
+    """One record on its way into the entity table."""
+
+    job_id: str
+    tenant_id: str
+    entity: str
+    operation: str
+    index: int
+    key: str | None
+    record: Mapping[str, Any] | None
+    failure: RecordFailure | None = None
+    line: int | None = None
+
+    @property
+    def row_key(self) -> tuple[str, str, str]:
+        return (self.tenant_id, self.entity, self.key or "")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one record; the ledger row and the ``bulk.outcomes`` event."""
+
+    job_id: str
+    tenant_id: str
+    entity: str
+    index: int
+    key: str | None
+    status: RecordStatus
+    record_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_field: str | None = None
+    line: int | None = None
+    submitted: Mapping[str, Any] | None = None  # kept for failed records, for the report
+
+    @property
+    def successful(self) -> bool:
+        return self.status not in (RecordStatus.FAILED, RecordStatus.SKIPPED)
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    record_id: str
+    values: Mapping[str, Any]
+
+
+@dataclass
+class Writes:
+    """Entity-table changes of one batch, keyed by the row's (tenant, entity, key)."""
+
+    inserts: dict[tuple[str, str, str], tuple[str, PendingRecord]] = field(default_factory=dict)
+    updates: dict[tuple[str, str, str], tuple[str, PendingRecord]] = field(default_factory=dict)
+
+
+def _failed(record: PendingRecord, code: str, message: str, field_: str | None) -> Outcome:
+    return Outcome(
+        job_id=record.job_id,
+        tenant_id=record.tenant_id,
+        entity=record.entity,
+        index=record.index,
+        key=record.key,
+        status=RecordStatus.FAILED,
+        error_code=code,
+        error_message=message,
+        error_field=field_,
+        line=record.line,
+        submitted=record.record,
+    )
+
+
+def _succeeded(record: PendingRecord, status: RecordStatus, record_id: str) -> Outcome:
+    return Outcome(
+        job_id=record.job_id,
+        tenant_id=record.tenant_id,
+        entity=record.entity,
+        index=record.index,
+        key=record.key,
+        status=status,
+        record_id=record_id,
+        line=record.line,
+    )
+
+
+def decide_record(
+    record: PendingRecord,
+    current: MutableMapping[tuple[str, str, str], StoredRow],
+    writes: Writes,
+    key_field: str,
+) -> Outcome:
+    """The outcome of one record given the rows as they stand after the records before it."""
+    if record.failure is not None:
+        f = record.failure
+        return _failed(record, f.code, f.message, f.field)
+    assert record.record is not None and record.key is not None
+    existing = current.get(record.row_key)
+    if record.operation == "insert" and existing is not None:
+        return _failed(
+            record, ErrorCode.DuplicateKey, f"{key_field} {record.key} already exists", key_field
+        )
+    if record.operation == "update" and existing is None:
+        return _failed(
+            record, ErrorCode.RecordNotFound, f"{key_field} {record.key} does not exist", key_field
+        )
+    if existing is None:
+        record_id = str(uuid.uuid4())
+        current[record.row_key] = StoredRow(record_id, record.record)
+        writes.inserts[record.row_key] = (record_id, record)
+        return _succeeded(record, RecordStatus.CREATED, record_id)
+    if dict(existing.values) == dict(record.record):
+        return _succeeded(record, RecordStatus.UNCHANGED, existing.record_id)
+    current[record.row_key] = StoredRow(existing.record_id, record.record)
+    if record.row_key in writes.inserts:  # created earlier in this batch: insert the final value
+        writes.inserts[record.row_key] = (existing.record_id, record)
+    else:
+        writes.updates[record.row_key] = (existing.record_id, record)
+    return _succeeded(record, RecordStatus.UPDATED, existing.record_id)
+
+
+def decide_batch(
+    records: Iterable[PendingRecord],
+    stored: Mapping[tuple[str, str, str], StoredRow],
+    key_fields: Mapping[str, str],
+) -> tuple[list[Outcome], Writes]:
+    """Outcomes in (job, index) order and the writes that make them true."""
+    current = dict(stored)
+    writes = Writes()
+    ordered = sorted(records, key=lambda r: (r.job_id, r.index))
+    outcomes = [decide_record(r, current, writes, key_fields[r.entity]) for r in ordered]
+    return outcomes, writes
+
+
+def part_counts(outcomes: Iterable[Outcome]) -> tuple[int, int, int]:
+    """(successful, failed, skipped) of some outcomes."""
+    successful = failed = skipped = 0
+    for outcome in outcomes:
+        if outcome.status is RecordStatus.FAILED:
+            failed += 1
+        elif outcome.status is RecordStatus.SKIPPED:
+            skipped += 1
+        else:
+            successful += 1
+    return successful, failed, skipped

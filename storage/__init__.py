@@ -1,0 +1,1 @@
+"""Storage adapter: SQLAlchemy tables, Alembic migrations and the queries the services share."""

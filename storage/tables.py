@@ -1,0 +1,176 @@
+"""SQLAlchemy Core tables: tenants, keys, jobs, the outcome ledger and the entity tables.
+
+The outcome ledger (``record_outcomes``, primary key ``(job_id, index)``) is written in the same
+transaction as the entity rows it describes; it is what makes a redelivered batch change nothing
+and re-emit the same outcomes (docs/decisions.md, "Exactly one outcome per record").
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Double,
+    ForeignKey,
+    Index,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+
+metadata = MetaData()
+
+
+def _timestamps() -> list[Column[object]]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    ]
+
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("tenant_id", UUID(as_uuid=False), primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("webhook_secret", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("key_hash", Text, primary_key=True),
+    Column("tenant_id", UUID(as_uuid=False), ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("key_prefix", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+)
+
+reference_types = Table(
+    "reference_types",
+    metadata,
+    Column("tenant_id", UUID(as_uuid=False), ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "kind", "value"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), primary_key=True),
+    Column("tenant_id", UUID(as_uuid=False), ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("operation", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("processed", BigInteger, nullable=False, server_default="0"),
+    Column("successful", BigInteger, nullable=False, server_default="0"),
+    Column("failed", BigInteger, nullable=False, server_default="0"),
+    Column("skipped", BigInteger, nullable=False, server_default="0"),
+    Column("webhook_url", Text),
+    Column("idempotency_key", Text),
+    Column("request_hash", Text),
+    Column("failure_reason", Text),
+    Column("report_path", Text),
+    Column("results_path", Text),
+    Column("started_at", DateTime(timezone=True)),
+    Column("completed_at", DateTime(timezone=True)),
+    *_timestamps(),
+    Index("jobs_tenant_created", "tenant_id", text("created_at DESC"), text("job_id DESC")),
+    Index(
+        "jobs_tenant_idempotency_key",
+        "tenant_id",
+        "idempotency_key",
+        unique=True,
+        postgresql_where=text("idempotency_key IS NOT NULL"),
+    ),
+)
+
+record_outcomes = Table(
+    "record_outcomes",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), nullable=False),
+    Column("index", BigInteger, nullable=False),
+    Column("key", Text),
+    Column("status", Text, nullable=False),
+    Column("record_id", UUID(as_uuid=False)),
+    Column("error_code", Text),
+    Column("error_field", Text),
+    Column("error_message", Text),
+    Column("line", BigInteger),
+    Column("record", JSONB),
+    PrimaryKeyConstraint("job_id", "index"),
+)
+
+job_parts = Table(
+    "job_parts",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), nullable=False),
+    Column("part_id", Text, nullable=False),
+    Column("successful", BigInteger, nullable=False),
+    Column("failed", BigInteger, nullable=False),
+    Column("skipped", BigInteger, nullable=False),
+    PrimaryKeyConstraint("job_id", "part_id"),
+)
+
+
+def _entity_table(name: str, key_column: str, *columns: Column[object]) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("id", UUID(as_uuid=False), primary_key=True),
+        Column("tenant_id", UUID(as_uuid=False), nullable=False),
+        Column(key_column, Text, nullable=False),
+        *columns,
+        Column("last_job_id", UUID(as_uuid=False)),
+        *_timestamps(),
+        UniqueConstraint("tenant_id", key_column, name=f"{name}_tenant_key"),
+    )
+
+
+customers = _entity_table(
+    "customers",
+    "external_id",
+    Column("first_name", Text, nullable=False),
+    Column("last_name", Text, nullable=False),
+    Column("email", Text),
+    Column("phone", Text),
+    Column("company", Text),
+    Column("addresses", JSONB),
+    Column("important_dates", JSONB),
+)
+
+products = _entity_table(
+    "products",
+    "sku",
+    Column("name", Text, nullable=False),
+    Column("price", Double, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("tags", JSONB),
+)
+
+ENTITY_TABLES: dict[str, Table] = {"customers": customers, "products": products}
+
+__all__ = [
+    "ENTITY_TABLES",
+    "api_keys",
+    "customers",
+    "job_parts",
+    "jobs",
+    "metadata",
+    "products",
+    "record_outcomes",
+    "reference_types",
+    "tenants",
+]

@@ -1,0 +1,306 @@
+"""The stream worker: a Faust app with three agents, assembled in one factory.
+
+``bulk.requests`` ─ validate_requests ─▶ ``bulk.records`` ─ persist_records ─▶ ``bulk.outcomes``
+                                                                    └──────▶ ``bulk.progress``
+``bulk.progress`` ─ aggregate_jobs (Faust table keyed by job_id) ─▶ jobs row + ``bulk.jobs``
+
+Each agent finishes its side effects (database commit, produced messages acknowledged by the
+broker) before it returns to Faust for the next event, and Faust commits an offset only for
+events that were handed back: offsets move after the data is durable, never before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+import psycopg
+
+from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.settings import Settings
+from domain.codec import AvroCodec, UndecodableMessage, load_codec
+from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
+from domain.jobs import JobStatus, is_terminal
+from domain.outcomes import Outcome, PendingRecord, RecordFailure
+from domain.routing import routing_key
+from storage.entity_rows import EntityTableMap
+from storage.persist import BatchPart, BatchPersister
+from streams.aggregate import JobAggregator
+from streams.validate import route_chunk
+
+log = logging.getLogger("bulk_ingest.worker")
+RETRY_SECONDS = 1.0
+REFERENCE_TTL_SECONDS = 30.0
+
+
+class Codecs:
+    def __init__(self, schemas_dir: Any) -> None:
+        self.requests = load_codec(schemas_dir, "bulk.requests")
+        self.records = load_codec(schemas_dir, "bulk.records")
+        self.outcomes = load_codec(schemas_dir, "bulk.outcomes")
+        self.jobs = load_codec(schemas_dir, "bulk.jobs")
+        self.progress = load_codec(schemas_dir, "bulk.progress")
+
+
+class DeadLetters:
+    """Undecodable messages go to the DLQ with the reason in headers; the stream keeps going."""
+
+    def __init__(self, producer: AsyncProducer, topic: str) -> None:
+        self._producer = producer
+        self._topic = topic
+
+    async def send(self, event: Any, error: UndecodableMessage) -> None:
+        message = event.message
+        log.warning("dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, error)
+        headers = [
+            ("dlq.reason", error.reason.encode()),
+            ("dlq.detail", error.detail.encode()[:1000]),
+            ("dlq.topic", str(message.topic).encode()),
+            ("dlq.partition", str(message.partition).encode()),
+            ("dlq.offset", str(message.offset).encode()),
+        ]
+        await self._producer.send_all(
+            [OutgoingMessage(self._topic, bytes(message.value or b""), message.key, headers=headers)]
+        )
+
+
+class ReferenceTypes:
+    """Per-tenant reference types (address types, date types), cached briefly."""
+
+    def __init__(self, libpq_url: str) -> None:
+        self._url = libpq_url
+        self._cache: dict[str, tuple[float, Mapping[str, frozenset[str]]]] = {}
+
+    async def for_tenant(self, tenant_id: str) -> Mapping[str, frozenset[str]]:
+        cached = self._cache.get(tenant_id)
+        if cached and time.monotonic() - cached[0] < REFERENCE_TTL_SECONDS:
+            return cached[1]
+        async with await psycopg.AsyncConnection.connect(self._url) as conn:
+            cursor = await conn.execute(
+                "SELECT kind, value FROM reference_types WHERE tenant_id = %s", [tenant_id]
+            )
+            rows = await cursor.fetchall()
+        found: dict[str, set[str]] = {}
+        for kind, value in rows:
+            found.setdefault(kind, set()).add(value)
+        types = {k: frozenset(v) for k, v in found.items()} or dict(DEFAULT_REFERENCE_TYPES)
+        self._cache[tenant_id] = (time.monotonic(), types)
+        return types
+
+
+async def _ensure_job(libpq_url: str, chunk: Mapping[str, Any]) -> str | None:
+    """The job's status; a chunk published straight to Kafka registers its job."""
+    async with await psycopg.AsyncConnection.connect(libpq_url) as conn:
+        await conn.execute(
+            "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
+            "webhook_url) SELECT %s, %s, %s, %s, %s, 'READY', %s, %s "
+            "WHERE EXISTS (SELECT 1 FROM tenants WHERE tenant_id = %s) "
+            "ON CONFLICT (job_id) DO NOTHING",
+            [
+                chunk["job_id"],
+                chunk["tenant_id"],
+                chunk["entity"],
+                chunk["operation"],
+                chunk["source"],
+                chunk["total"],
+                chunk["webhook_url"],
+                chunk["tenant_id"],
+            ],
+        )
+        cursor = await conn.execute("SELECT status FROM jobs WHERE job_id = %s", [chunk["job_id"]])
+        row = await cursor.fetchone()
+        await conn.commit()
+    return row[0] if row else None
+
+
+def pending_records(batch: Mapping[str, Any]) -> list[PendingRecord]:
+    records = []
+    for routed in batch["records"]:
+        error = routed["error"]
+        records.append(
+            PendingRecord(
+                job_id=batch["job_id"],
+                tenant_id=batch["tenant_id"],
+                entity=batch["entity"],
+                operation=batch["operation"],
+                index=routed["index"],
+                key=routed["key"],
+                record=routed["record"],
+                failure=RecordFailure(error["code"], error["message"], error["field"])
+                if error
+                else None,
+                line=routed["line"],
+            )
+        )
+    return records
+
+
+def outcome_event(outcome: Outcome) -> dict[str, Any]:
+    return {
+        "job_id": outcome.job_id,
+        "tenant_id": outcome.tenant_id,
+        "entity": outcome.entity,
+        "index": outcome.index,
+        "key": outcome.key,
+        "status": outcome.status.value,
+        "record_id": outcome.record_id,
+        "error_code": outcome.error_code,
+        "error_message": outcome.error_message,
+        "error_field": outcome.error_field,
+        "line": outcome.line,
+    }
+
+
+def create_app(settings: Settings) -> faust.App:
+    schemas_dir = default_schemas_dir()
+    datadir = settings.state_dir / "faust" / settings.worker_id
+    datadir.mkdir(parents=True, exist_ok=True)
+    registry = EntityRegistry.load(schemas_dir)
+    codecs = Codecs(schemas_dir)
+    topics = settings.topics
+    app = faust.App(
+        "bulk-ingest",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_every=1000,
+        broker_commit_interval=0.5,
+        producer_acks=-1,
+        consumer_max_fetch_size=32 * 1024 * 1024,
+        producer_max_request_size=16 * 1024 * 1024,
+        table_cleanup_interval=60.0,
+        datadir=str(datadir),
+    )
+    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    requests_topic = app.topic(topics.requests, **raw)
+    records_topic = app.topic(topics.records, **raw)
+    progress_topic = app.topic(topics.progress, **raw)
+    job_table = app.Table(
+        "job-progress", default=None, partitions=settings.partitions, key_type=str, value_type=dict
+    )
+    producer = AsyncProducer(settings.kafka_bootstrap, client_id=f"bulk-ingest-{settings.worker_id}")
+    tables = {name: EntityTableMap.of(registry.get(name)) for name in registry.names()}
+    state: dict[str, Any] = {
+        "producer": producer,
+        "dlq": DeadLetters(producer, topics.dlq),
+        "references": ReferenceTypes(settings.libpq_url),
+        "persister": BatchPersister(settings.libpq_url, tables),
+        "aggregator": JobAggregator(settings.libpq_url, producer, codecs.jobs, topics.jobs),
+    }
+
+    @app.agent(requests_topic)
+    async def validate_requests(stream: Any) -> None:
+        async for event in stream.events():
+            await _retrying(lambda event=event: _validate_one(event))
+
+    async def _validate_one(event: Any) -> None:
+        try:
+            chunk = codecs.requests.decode(event.message.value)
+        except UndecodableMessage as error:
+            await state["dlq"].send(event, error)
+            return
+        status = await _ensure_job(settings.libpq_url, chunk)
+        if status is None:
+            log.warning("request chunk for unknown tenant %s dropped", chunk["tenant_id"])
+            await state["dlq"].send(event, UndecodableMessage("unknown-tenant", chunk["tenant_id"]))
+            return
+        if is_terminal(JobStatus(status)):
+            log.info("job %s is %s; its chunk %s is ignored", chunk["job_id"], status, chunk["chunk_index"])
+            return
+        references = await state["references"].for_tenant(chunk["tenant_id"])
+        batches = route_chunk(registry, chunk, references, settings.partitions)
+        await state["producer"].send_all(
+            OutgoingMessage(
+                topics.records,
+                codecs.records.encode(batch.payload),
+                chunk["job_id"].encode(),
+                partition=batch.partition,
+            )
+            for batch in batches
+        )
+
+    @app.agent(records_topic)
+    async def persist_records(stream: Any) -> None:
+        async for events in stream.take_events(settings.persist_batch_records, within=settings.persist_batch_seconds):
+            await _retrying(lambda events=events: _persist_events(events))
+
+    async def _persist_events(events: list[Any]) -> None:
+        parts: dict[tuple[str, str], BatchPart] = {}
+        for event in events:
+            try:
+                batch = codecs.records.decode(event.message.value)
+            except UndecodableMessage as error:
+                await state["dlq"].send(event, error)
+                continue
+            parts.setdefault(
+                (batch["job_id"], batch["part_id"]),
+                BatchPart(batch["job_id"], batch["tenant_id"], batch["part_id"], batch["total"], pending_records(batch)),
+            )
+        if not parts:
+            return
+        statuses = await state["persister"].job_statuses(job for job, _ in parts)
+        live = [p for p in parts.values() if not is_terminal(JobStatus(statuses.get(p.job_id, "INTERNAL_FAILURE")))]
+        if not live:
+            return
+        persisted = await state["persister"].persist(live)
+        messages = [
+            OutgoingMessage(
+                topics.outcomes,
+                codecs.outcomes.encode(outcome_event(o)),
+                routing_key(o.tenant_id, o.entity, o.key, o.index).encode(),
+            )
+            for o in persisted.outcomes
+        ]
+        messages.extend(
+            OutgoingMessage(
+                topics.progress,
+                codecs.progress.encode(
+                    {"job_id": p.job_id, "tenant_id": p.tenant_id, "total": p.total, "part_id": p.part_id}
+                ),
+                p.job_id.encode(),
+            )
+            for p in persisted.parts
+        )
+        await state["producer"].send_all(messages)
+
+    @app.agent(progress_topic)
+    async def aggregate_jobs(stream: Any) -> None:
+        async for event in stream.events():
+            job_id = event.key.decode()
+            await _retrying(lambda job_id=job_id: state["aggregator"].on_progress(job_id, job_table))
+
+    app.bulk_ingest_agents = (validate_requests, persist_records, aggregate_jobs)  # type: ignore[attr-defined]
+    return app
+
+
+async def _retrying(step: Any) -> None:
+    """Transient failures (database restart, broker hiccup) are retried; nothing is skipped."""
+    attempt = 0
+    while True:
+        try:
+            await step()
+            return
+        except (psycopg.OperationalError, psycopg.errors.UniqueViolation, OSError) as exc:
+            attempt += 1
+            log.warning("transient failure (attempt %s), retrying: %r", attempt, exc)
+        except Exception as exc:
+            if type(exc).__name__ != "KafkaUnavailable":
+                raise
+            attempt += 1
+            log.warning("Kafka unavailable (attempt %s), retrying: %s", attempt, exc)
+        await asyncio.sleep(min(RETRY_SECONDS * attempt, 10))
+
+
+def run_worker(settings: Settings) -> None:
+    from faust.worker import Worker
+
+    app = create_app(settings)
+    worker = Worker(app, loglevel="INFO", quiet=True)
+    worker.execute_from_commandline()
