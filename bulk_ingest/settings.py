@@ -60,6 +60,7 @@ class Settings:
     # --- postgres ---
     database_url: str = "postgresql+psycopg://bulk_ingest:bulk_ingest@127.0.0.1:5432/bulk_ingest"
     # --- workers ---
+    app_id: str = "bulk-ingest"
     worker_id: str = "worker"
     persist_batch_records: int = 2_000
     persist_batch_seconds: float = 0.05

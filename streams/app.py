@@ -163,7 +163,7 @@ def create_app(settings: Settings) -> faust.App:
     codecs = Codecs(schemas_dir)
     topics = settings.topics
     app = faust.App(
-        "bulk-ingest",
+        settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         topic_partitions=settings.partitions,
@@ -172,6 +172,10 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
         broker_commit_interval=0.5,
+        # A SIGKILLed worker's partitions move to the survivors within seconds, not a minute.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
         producer_acks=-1,
         consumer_max_fetch_size=32 * 1024 * 1024,
         producer_max_request_size=16 * 1024 * 1024,

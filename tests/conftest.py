@@ -1,0 +1,166 @@
+"""Session fixtures: the real local stack, a fresh test database, and the service processes.
+
+Kafka and PostgreSQL are started by the project's own stack code. If they cannot be had, the
+tests that need them fail with the stack's error; they never skip.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from bulk_ingest.cli import prepare_backends
+from bulk_ingest.processes import ServiceProcess, spawn, stack_config
+from bulk_ingest.settings import REPO_ROOT, Settings, load_settings
+from domain.entities import DEFAULT_REFERENCE_TYPES
+from stack import stack_down, stack_up
+from storage.db import create_tenant, sync_engine
+from tests.support.http import Api, poll
+
+TEST_KAFKA_PORT = 19092
+TEST_HTTP_PORT = 18080
+
+
+def _test_settings() -> Settings:
+    run = secrets.token_hex(3)
+    base = load_settings({})
+    state_dir = REPO_ROOT / ".state" / "test"
+    return base.with_overrides(
+        kafka_bootstrap=f"127.0.0.1:{TEST_KAFKA_PORT}",
+        kafka_controller_port=TEST_KAFKA_PORT + 1,
+        database_url=base.database_url.rsplit("/", 1)[0] + "/bulk_ingest_test",
+        http_port=TEST_HTTP_PORT,
+        topic_requests=f"t{run}.bulk.requests",
+        topic_records=f"t{run}.bulk.records",
+        topic_outcomes=f"t{run}.bulk.outcomes",
+        topic_jobs=f"t{run}.bulk.jobs",
+        topic_dlq=f"t{run}.bulk.dlq",
+        topic_progress=f"t{run}.bulk.progress",
+        app_id=f"bulk-ingest-test-{run}",
+        state_dir=state_dir,
+        report_dir=state_dir / f"reports-{run}",
+        file_dir=state_dir / f"files-{run}",
+        sync_timeout_seconds=30.0,
+        webhook_allow_loopback=True,
+        webhook_initial_backoff_seconds=0.5,
+    )
+
+
+def _recreate_database(settings: Settings) -> None:
+    admin_url = settings.libpq_url.rsplit("/", 1)[0] + "/postgres"
+    database = settings.libpq_url.rsplit("/", 1)[1]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [database]
+        )
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Iterator[Settings]:
+    """The real broker and database, up; a fresh empty test database (not yet migrated)."""
+    settings = _test_settings()
+    config = stack_config(settings)
+    stack_up(config, log=lambda line: print(f"[stack] {line}"))
+    _recreate_database(settings)
+    yield settings
+    if os.environ.get("CI"):
+        stack_down(config, log=lambda line: print(f"[stack] {line}"))
+
+
+@pytest.fixture(scope="session")
+def settings(stack_settings: Settings) -> Settings:
+    """Stack up, database migrated, topics created."""
+    prepare_backends(stack_settings)
+    return stack_settings
+
+
+@dataclass
+class RunningService:
+    settings: Settings
+    log_dir: Path
+    gateway: ServiceProcess
+    workers: list[ServiceProcess] = field(default_factory=list)
+    others: list[ServiceProcess] = field(default_factory=list)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    def start_worker(self, name: str) -> ServiceProcess:
+        worker = spawn("worker", self.settings, self.log_dir, name=name)
+        self.workers = [w for w in self.workers if w.role != name] + [worker]
+        return worker
+
+    def logs(self) -> str:
+        parts = [p for p in (self.gateway, *self.workers, *self.others)]
+        return "\n".join(f"== {p.role}\n{p.log_tail(30)}" for p in parts)
+
+
+def _wait_healthy(service: RunningService) -> None:
+    api = Api(service.base_url)
+
+    def healthy() -> bool:
+        if not service.gateway.alive():
+            raise AssertionError(f"gateway died:\n{service.gateway.log_tail()}")
+        try:
+            return api.get("/healthz", timeout=3).status == 200
+        except OSError:
+            return False
+
+    poll(healthy, 60, "the gateway to report healthy")
+
+
+@pytest.fixture(scope="session")
+def service(settings: Settings) -> Iterator[RunningService]:
+    """Gateway, two workers and the consumers as real subprocesses."""
+    log_dir = settings.state_dir / "logs" / settings.app_id
+    running = RunningService(settings, log_dir, spawn("gateway", settings, log_dir))
+    running.start_worker("worker-1")
+    running.start_worker("worker-2")
+    running.others.append(spawn("consumers", settings, log_dir))
+    try:
+        _wait_healthy(running)
+        yield running
+    finally:
+        for process in (running.gateway, *running.workers, *running.others):
+            process.stop()
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    api_key: str
+    webhook_secret: str
+    api: Api
+
+
+@pytest.fixture
+def make_tenant(settings: Settings, service: RunningService):  # type: ignore[no-untyped-def]
+    engine = sync_engine(settings.sqlalchemy_url)
+
+    def make() -> Tenant:
+        created = create_tenant(engine, f"test-{uuid.uuid4().hex[:8]}", DEFAULT_REFERENCE_TYPES)
+        return Tenant(
+            created.tenant_id,
+            created.api_key,
+            created.webhook_secret,
+            Api(service.base_url, created.api_key),
+        )
+
+    yield make
+    engine.dispose()
+
+
+@pytest.fixture
+def tenant(make_tenant) -> Tenant:  # type: ignore[no-untyped-def]
+    return make_tenant()
