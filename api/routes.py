@@ -201,3 +201,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put(API_PREFIX + "/{entity}/bulk", submit_sync)
     app.router.add_get(API_PREFIX + "/jobs", list_jobs)
     app.router.add_get(API_PREFIX + "/jobs/{job_id}", get_job)
+    from api import reports, webhooks  # after this module: both import authenticate from it
+
+    reports.add_routes(app)
+    webhooks.add_routes(app)

@@ -75,6 +75,9 @@ class Settings:
     webhook_allow_loopback: bool = False
     webhook_allowed_networks: tuple[str, ...] = ()
     webhook_allowed_hosts: tuple[str, ...] = ()
+    webhook_poll_seconds: float = 1.0
+    webhook_max_in_flight: int = 16
+    webhook_sweep_seconds: float = 60.0
     # --- local stack ---
     state_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state")
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "bulk-ingest")

@@ -168,7 +168,8 @@ class BatchPersister:
         staging = f"staging_{table.table}"
         await conn.execute(
             sql.SQL(
-                "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table}) ON COMMIT DELETE ROWS"
+                "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING DEFAULTS) "
+                "ON COMMIT DELETE ROWS"
             ).format(staging=sql.Identifier(staging), table=sql.Identifier(table.table))
         )
         await self._copy_rows(conn, table, rows, staging)

@@ -174,3 +174,56 @@ __all__ = [
     "reference_types",
     "tenants",
 ]
+
+# --- completion side: webhook deliveries and their attempts (migration 0002) ---
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("webhook_id", Text, primary_key=True),
+    Column("job_id", UUID(as_uuid=False), nullable=False, unique=True),
+    Column("tenant_id", UUID(as_uuid=False), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("attempts", BigInteger, nullable=False, server_default="0"),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    Column("cycle_started_at", DateTime(timezone=True)),
+    Column("claim_token", Text),
+    Column("redeliver_requested", Boolean, nullable=False, server_default=text("false")),
+    Column("delivered_at", DateTime(timezone=True)),
+    *_timestamps(),
+    Index(
+        "webhook_deliveries_due",
+        "next_attempt_at",
+        postgresql_where=text("state = 'PENDING'"),
+    ),
+)
+
+webhook_attempts = Table(
+    "webhook_attempts",
+    metadata,
+    Column(
+        "webhook_id",
+        Text,
+        ForeignKey("webhook_deliveries.webhook_id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("attempt", BigInteger, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("status_code", BigInteger),
+    Column("latency_ms", BigInteger),
+    Column("error", Text),
+    Column("next_attempt_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("webhook_id", "attempt"),
+)
+
+# Finds terminal jobs whose webhook has no delivery yet (the dispatcher's safety-net sweep).
+Index(
+    "jobs_webhook_completed",
+    jobs.c.completed_at,
+    postgresql_where=text("webhook_url IS NOT NULL"),
+)
+
+__all__ += ["webhook_attempts", "webhook_deliveries"]

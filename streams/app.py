@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import faust
 import psycopg
 
-from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.kafka import AsyncProducer, KafkaUnavailable, OutgoingMessage
 from bulk_ingest.settings import Settings
 from domain.codec import AvroCodec, UndecodableMessage, load_codec
 from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
@@ -187,7 +188,7 @@ def create_app(settings: Settings) -> faust.App:
     records_topic = app.topic(topics.records, **raw)
     progress_topic = app.topic(topics.progress, **raw)
     job_table = app.Table(
-        "job-progress", default=None, partitions=settings.partitions, key_type=str, value_type=dict
+        "job-progress", default=None, partitions=settings.partitions, key_type=str
     )
     producer = AsyncProducer(settings.kafka_bootstrap, client_id=f"bulk-ingest-{settings.worker_id}")
     tables = {name: EntityTableMap.of(registry.get(name)) for name in registry.names()}
@@ -284,21 +285,28 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+TRANSIENT = (psycopg.OperationalError, psycopg.errors.UniqueViolation, OSError, KafkaUnavailable)
+
+
 async def _retrying(step: Any) -> None:
-    """Transient failures (database restart, broker hiccup) are retried; nothing is skipped."""
+    """Transient failures (database restart, broker hiccup) are retried; nothing is skipped.
+
+    Anything else is a bug: the worker exits at once (its offsets uncommitted, so the batch is
+    redelivered to a healthy worker) rather than leave a crashed agent silently holding its
+    partitions. The run command restarts exited workers.
+    """
     attempt = 0
     while True:
         try:
             await step()
             return
-        except (psycopg.OperationalError, psycopg.errors.UniqueViolation, OSError) as exc:
+        except TRANSIENT as exc:
             attempt += 1
             log.warning("transient failure (attempt %s), retrying: %r", attempt, exc)
-        except Exception as exc:
-            if type(exc).__name__ != "KafkaUnavailable":
-                raise
-            attempt += 1
-            log.warning("Kafka unavailable (attempt %s), retrying: %s", attempt, exc)
+        except Exception:
+            log.exception("unexpected failure; the worker exits so its partitions move on")
+            logging.shutdown()
+            os._exit(70)
         await asyncio.sleep(min(RETRY_SECONDS * attempt, 10))
 
 

@@ -33,11 +33,16 @@ def _test_settings() -> Settings:
     run = secrets.token_hex(3)
     base = load_settings({})
     state_dir = REPO_ROOT / ".state" / "test"
+    # Test sessions running side by side on one machine share the broker but must not share
+    # the gateway port or the (per-session recreated) database: BULK_INGEST_TEST_SLOT=N
+    # gives a session its own of both.
+    slot = int(os.environ.get("BULK_INGEST_TEST_SLOT", "0"))
+    database = "bulk_ingest_test" + (f"_{slot}" if slot else "")
     return base.with_overrides(
         kafka_bootstrap=f"127.0.0.1:{TEST_KAFKA_PORT}",
         kafka_controller_port=TEST_KAFKA_PORT + 1,
-        database_url=base.database_url.rsplit("/", 1)[0] + "/bulk_ingest_test",
-        http_port=TEST_HTTP_PORT,
+        database_url=base.database_url.rsplit("/", 1)[0] + "/" + database,
+        http_port=TEST_HTTP_PORT + slot,
         topic_requests=f"t{run}.bulk.requests",
         topic_records=f"t{run}.bulk.records",
         topic_outcomes=f"t{run}.bulk.outcomes",
@@ -50,7 +55,12 @@ def _test_settings() -> Settings:
         file_dir=state_dir / f"files-{run}",
         sync_timeout_seconds=30.0,
         webhook_allow_loopback=True,
+        # Webhook retries in seconds, not hours, so the completion tests see several attempts.
         webhook_initial_backoff_seconds=0.5,
+        webhook_max_backoff_seconds=2.0,
+        webhook_timeout_seconds=2.0,
+        webhook_poll_seconds=0.1,
+        webhook_sweep_seconds=1.0,
     )
 
 
@@ -120,6 +130,26 @@ def _wait_healthy(service: RunningService) -> None:
     poll(healthy, 60, "the gateway to report healthy")
 
 
+def _wait_pipeline_ready(service: RunningService) -> None:
+    """A warm-up job must finish: workers joined the group and own their partitions."""
+    engine = sync_engine(service.settings.sqlalchemy_url)
+    try:
+        created = create_tenant(engine, "warm-up", DEFAULT_REFERENCE_TYPES)
+    finally:
+        engine.dispose()
+    api = Api(service.base_url, created.api_key)
+    record = {"externalId": "warm-up", "firstName": "W", "lastName": "U"}
+    job = api.post("/api/v1/customers/bulk/async", {"records": [record]}).json()
+
+    def finished() -> bool:
+        for process in service.workers:
+            if not process.alive():
+                raise AssertionError(f"{process.role} died:\n{process.log_tail()}")
+        return api.get(f"/api/v1/jobs/{job['job_id']}").json()["status"] == "COMPLETED"
+
+    poll(finished, 120, "a warm-up job to complete (workers ready)")
+
+
 @pytest.fixture(scope="session")
 def service(settings: Settings) -> Iterator[RunningService]:
     """Gateway, two workers and the consumers as real subprocesses."""
@@ -130,6 +160,7 @@ def service(settings: Settings) -> Iterator[RunningService]:
     running.others.append(spawn("consumers", settings, log_dir))
     try:
         _wait_healthy(running)
+        _wait_pipeline_ready(running)
         yield running
     finally:
         for process in (running.gateway, *running.workers, *running.others):

@@ -1,0 +1,96 @@
+"""Handlers of a job's failure report and results file.
+
+``GET /jobs/{id}/report`` (``text/csv``) and ``GET /jobs/{id}/results`` (``application/zip``,
+``?format=csv`` for the bare CSV). Before the job is terminal both answer ``409 ReportNotReady``.
+The report writer normally has the files ready when a job ends; if a download arrives first,
+the same store writes them right away, so a terminal job's files are always served.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from aiohttp import web
+from sqlalchemy.engine import RowMapping
+
+from api.app import SERVICES, Services
+from api.errors import problem
+from api.presenters import API_PREFIX, job_url
+from api.routes import authenticate
+from domain.errors import ErrorCode
+from domain.jobs import JobStatus, is_terminal
+from storage import jobs as job_store
+from storage.reports import ReportStore
+
+CSV_TYPE = "text/csv; charset=utf-8"
+ZIP_TYPE = "application/zip"
+RESULT_FORMATS = ("zip", "csv")
+
+
+async def owned_job(request: web.Request) -> tuple[Services, RowMapping]:
+    """The job named in the path if it belongs to the caller's tenant; 404 otherwise."""
+    services = request.app[SERVICES]
+    tenant_id = await authenticate(request)
+    job_id = request.match_info["job_id"]
+    not_found = problem(404, ErrorCode.NotFound, f"Job {job_id} does not exist.")
+    try:
+        canonical = str(uuid.UUID(job_id))
+    except ValueError as exc:
+        raise not_found from exc
+    async with services.engine.connect() as conn:
+        job = await job_store.get_job(conn, canonical, tenant_id)
+    if job is None:
+        raise not_found
+    return services, job
+
+
+def _ready(job: RowMapping) -> None:
+    if not is_terminal(JobStatus(job["status"])):
+        raise problem(
+            409,
+            ErrorCode.ReportNotReady,
+            f"Job {job['job_id']} is {job['status']}; its report and results are available once "
+            f"it reaches a terminal status (poll GET {job_url(job['job_id'])}).",
+        )
+
+
+def _download(path: Path, content_type: str, filename: str) -> web.FileResponse:
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": content_type,
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Cache-Control": "private, max-age=3600",
+        },
+    )
+
+
+def _store(services: Services) -> ReportStore:
+    return ReportStore(services.settings.report_dir, services.engine)
+
+
+async def get_report(request: web.Request) -> web.FileResponse:
+    services, job = await owned_job(request)
+    _ready(job)
+    files = await _store(services).ensure(job)
+    return _download(files.report, CSV_TYPE, f"job-{job['job_id']}-report.csv")
+
+
+async def get_results(request: web.Request) -> web.FileResponse:
+    services, job = await owned_job(request)
+    form = request.query.get("format", "zip")
+    if form not in RESULT_FORMATS:
+        raise problem(
+            422, ErrorCode.InvalidParameter, "format must be zip (the default) or csv."
+        )
+    _ready(job)
+    files = await _store(services).ensure(job)
+    if form == "csv":
+        return _download(files.results_csv, CSV_TYPE, f"job-{job['job_id']}-results.csv")
+    return _download(files.results_zip, ZIP_TYPE, f"job-{job['job_id']}-results.zip")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get(API_PREFIX + "/jobs/{job_id}/report", get_report)
+    app.router.add_get(API_PREFIX + "/jobs/{job_id}/results", get_results)
