@@ -81,9 +81,7 @@ async def get_results(request: web.Request) -> web.FileResponse:
     services, job = await owned_job(request)
     form = request.query.get("format", "zip")
     if form not in RESULT_FORMATS:
-        raise problem(
-            422, ErrorCode.InvalidParameter, "format must be zip (the default) or csv."
-        )
+        raise problem(422, ErrorCode.InvalidParameter, "format must be zip (the default) or csv.")
     _ready(job)
     files = await _store(services).ensure(job)
     if form == "csv":

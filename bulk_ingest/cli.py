@@ -83,15 +83,23 @@ def _up(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         while not stopping:
-            for child in children:
-                if not child.alive():
-                    print(f"{child.role} exited ({child.process.returncode}); last lines:")
-                    print(child.log_tail(20))
+            for position, child in enumerate(children):
+                if child.alive():
+                    continue
+                print(f"{child.role} exited ({child.process.returncode}); last lines:")
+                print(child.log_tail(20))
+                if child.role == "gateway":
                     stopping = True
+                    break
+                print(f"restarting {child.role}")  # its uncommitted work is redelivered
+                role = "worker" if child.role.startswith("worker") else child.role
+                children[position] = spawn(role, settings, log_dir, name=child.role)
             time.sleep(0.5)
     finally:
-        print("stopping gateway, workers and consumers (the stack keeps running; "
-              "`bulk-ingest stack down` stops Kafka and PostgreSQL)")
+        print(
+            "stopping gateway, workers and consumers (the stack keeps running; "
+            "`bulk-ingest stack down` stops Kafka and PostgreSQL)"
+        )
         for child in children:
             child.stop()
     return 0

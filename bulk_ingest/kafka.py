@@ -105,14 +105,18 @@ class AsyncProducer:
             self._producer.poll(0.05)
 
     async def send_all(self, messages: Iterable[OutgoingMessage]) -> None:
+        """Produce every message and return once the broker acknowledged all of them.
+
+        One latch per call, not one future per message: at tens of thousands of outcome events
+        a second, per-message futures and cross-thread wake-ups cost more than the produce.
+        """
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[None]] = []
+        latch = _DeliveryLatch(loop)
         for message in messages:
-            future: asyncio.Future[None] = loop.create_future()
-            futures.append(future)
-            self._produce(message, _resolver(loop, future))
-        if futures:
-            await asyncio.gather(*futures)
+            latch.expect()
+            self._produce(message, latch.on_delivery)
+        latch.close()
+        await latch.done
 
     def _produce(self, message: OutgoingMessage, on_delivery: Any) -> None:
         kwargs: dict[str, Any] = {"value": message.value, "on_delivery": on_delivery}
@@ -138,19 +142,47 @@ class AsyncProducer:
         self._poller.join(timeout=1)
 
 
-def _resolver(loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> Any:
-    def on_delivery(error: KafkaError | None, message: Message) -> None:
-        loop.call_soon_threadsafe(_settle, future, error, message)
+class _DeliveryLatch:
+    """Counts outstanding deliveries; resolves ``done`` when all arrived (or one failed)."""
 
-    return on_delivery
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._closed = False
+        self._error: KafkaUnavailable | None = None
+        self._settled = False
+        self.done: asyncio.Future[None] = loop.create_future()
 
+    def expect(self) -> None:
+        with self._lock:
+            self._pending += 1
 
-def _settle(future: asyncio.Future[None], error: KafkaError | None, message: Message) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(
-            KafkaUnavailable(f"delivery to {message.topic()} failed: {error.str()}")
-        )
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._maybe_settle()
+
+    def on_delivery(self, error: KafkaError | None, message: Message) -> None:
+        with self._lock:
+            self._pending -= 1
+            if error is not None and self._error is None:
+                self._error = KafkaUnavailable(
+                    f"delivery to {message.topic()} failed: {error.str()}"
+                )
+            self._maybe_settle()
+
+    def _maybe_settle(self) -> None:
+        if self._settled or not self._closed:
+            return
+        if self._pending == 0 or self._error is not None:
+            self._settled = True
+            self._loop.call_soon_threadsafe(self._settle, self._error)
+
+    def _settle(self, error: KafkaUnavailable | None) -> None:
+        if self.done.done():
+            return
+        if error is None:
+            self.done.set_result(None)
+        else:
+            self.done.set_exception(error)

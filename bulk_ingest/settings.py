@@ -31,6 +31,7 @@ class TopicNames:
     jobs: str = "bulk.jobs"
     dlq: str = "bulk.dlq"
     progress: str = "bulk.progress"
+    imports: str = "bulk.imports"
 
     def all(self) -> tuple[str, ...]:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))
@@ -56,6 +57,7 @@ class Settings:
     topic_jobs: str = "bulk.jobs"
     topic_dlq: str = "bulk.dlq"
     topic_progress: str = "bulk.progress"
+    topic_imports: str = "bulk.imports"
     partitions: int = 4
     # --- postgres ---
     database_url: str = "postgresql+psycopg://bulk_ingest:bulk_ingest@127.0.0.1:5432/bulk_ingest"
@@ -65,6 +67,8 @@ class Settings:
     persist_batch_records: int = 2_000
     persist_batch_seconds: float = 0.05
     worker_web_port: int = 0
+    stall_seconds: float = 60.0
+    stall_check_seconds: float = 10.0
     # --- completion side ---
     report_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "reports")
     file_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "files")
@@ -81,6 +85,13 @@ class Settings:
     # --- local stack ---
     state_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state")
     cache_dir: Path = field(default_factory=lambda: Path.home() / ".cache" / "bulk-ingest")
+    # --- file imports ---
+    max_file_bytes: int = 1024 * 1024 * 1024
+    file_temporary_ttl_seconds: float = 3600.0
+    file_cleanup_interval_seconds: float = 60.0
+    zip_max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
+    zip_max_ratio: float = 200.0
+    import_chunk_rows: int = 1_000
 
     @property
     def topics(self) -> TopicNames:
@@ -91,6 +102,7 @@ class Settings:
             jobs=self.topic_jobs,
             dlq=self.topic_dlq,
             progress=self.topic_progress,
+            imports=self.topic_imports,
         )
 
     @property

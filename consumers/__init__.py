@@ -1,0 +1,1 @@
+"""The completion side, run by ``bulk-ingest consumers``: report writer, webhook dispatcher."""

@@ -37,6 +37,7 @@ class PendingRecord:
     record: Mapping[str, Any] | None
     failure: RecordFailure | None = None
     line: int | None = None
+    source: Mapping[str, str] | None = None  # file imports: first mapped source columns
 
     @property
     def row_key(self) -> tuple[str, str, str]:
@@ -59,6 +60,7 @@ class Outcome:
     error_field: str | None = None
     line: int | None = None
     submitted: Mapping[str, Any] | None = None  # kept for failed records, for the report
+    source: Mapping[str, str] | None = None  # file imports: first mapped source columns
 
     @property
     def successful(self) -> bool:
@@ -92,6 +94,7 @@ def _failed(record: PendingRecord, code: str, message: str, field_: str | None) 
         error_field=field_,
         line=record.line,
         submitted=record.record,
+        source=record.source,
     )
 
 
@@ -105,6 +108,7 @@ def _succeeded(record: PendingRecord, status: RecordStatus, record_id: str) -> O
         status=status,
         record_id=record_id,
         line=record.line,
+        source=record.source,
     )
 
 

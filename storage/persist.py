@@ -35,6 +35,7 @@ LEDGER_COLUMNS = (
     "error_message",
     "line",
     "record",
+    "source",
 )
 
 
@@ -154,9 +155,13 @@ class BatchPersister:
         )
         async with conn.cursor().copy(statement) as copy:
             for record_id, record in rows:
-                assert record.record is not None
                 await copy.write_row(
-                    [record_id, record.tenant_id, record.job_id, *table.copy_values(record.record)]
+                    [
+                        record_id,
+                        record.tenant_id,
+                        record.job_id,
+                        *table.copy_values(record.record or {}),
+                    ]
                 )
 
     async def _update_rows(
@@ -201,15 +206,16 @@ async def _ledger_outcomes(
     for job_id, indexes in by_job.items():
         cursor = await conn.execute(
             "SELECT index, key, status, record_id::text, error_code, error_message, error_field, "
-            "line FROM record_outcomes WHERE job_id = %s AND index = ANY(%s)",
+            "line, source FROM record_outcomes WHERE job_id = %s AND index = ANY(%s)",
             [job_id, indexes],
         )
-        for index, key, status, record_id, code, message, field, line in await cursor.fetchall():
-            source = meta[(job_id, index)]
+        rows = await cursor.fetchall()
+        for index, key, status, record_id, code, message, field, line, columns in rows:
+            pending = meta[(job_id, index)]
             done[(job_id, index)] = Outcome(
                 job_id=job_id,
-                tenant_id=source.tenant_id,
-                entity=source.entity,
+                tenant_id=pending.tenant_id,
+                entity=pending.entity,
                 index=index,
                 key=key,
                 status=RecordStatus(status),
@@ -218,6 +224,7 @@ async def _ledger_outcomes(
                 error_message=message,
                 error_field=field,
                 line=line,
+                source=columns,
             )
     return done
 
@@ -230,11 +237,6 @@ async def _write_ledger(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[O
     )
     async with conn.cursor().copy(statement) as copy:
         for o in outcomes:
-            submitted = (
-                json.dumps(o.submitted, separators=(",", ":"), default=str)
-                if o.submitted is not None
-                else None
-            )
             await copy.write_row(
                 [
                     o.job_id,
@@ -246,9 +248,16 @@ async def _write_ledger(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[O
                     o.error_field,
                     o.error_message,
                     o.line,
-                    submitted,
+                    _json_or_none(o.submitted),
+                    _json_or_none(o.source),
                 ]
             )
+
+
+def _json_or_none(value: Any) -> str | None:
+    if not value:
+        return None
+    return json.dumps(value, separators=(",", ":"), default=str)
 
 
 async def _write_parts(
@@ -258,7 +267,9 @@ async def _write_parts(
 ) -> None:
     rows = []
     for part in parts:
-        fresh = [decided[(r.job_id, r.index)] for r in part.records if (r.job_id, r.index) in decided]
+        fresh = [
+            decided[(r.job_id, r.index)] for r in part.records if (r.job_id, r.index) in decided
+        ]
         if fresh:
             rows.append((part.job_id, part.part_id, *part_counts(fresh)))
     if rows:

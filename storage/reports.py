@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.report_rows import (
     REPORT_COLUMNS,
@@ -32,6 +32,7 @@ from domain.report_rows import (
     is_failure,
     report_row,
     results_row,
+    source_column_names,
 )
 from storage.tables import jobs, record_outcomes
 
@@ -41,6 +42,16 @@ REPORT_NAME = "report.csv"
 RESULTS_CSV_NAME = "results.csv"
 RESULTS_ZIP_NAME = "results.zip"
 BATCH_ROWS = 5_000
+LEDGER_COLUMNS = (
+    "index",
+    "key",
+    "status",
+    "record_id",
+    "error_code",
+    "error_message",
+    "record",
+    "source",
+)
 STALE_TEMP_SECONDS = 3600.0  # a temp file this old belongs to a writer that died
 
 
@@ -97,21 +108,23 @@ class ReportStore:
         return files
 
     async def _write_csvs(self, job_id: str, temp: ReportFiles) -> None:
+        o = record_outcomes
         query = (
-            select(record_outcomes)
-            .where(record_outcomes.c.job_id == job_id)
-            .order_by(record_outcomes.c.index)
+            select(*(o.c[name] for name in LEDGER_COLUMNS))
+            .where(o.c.job_id == job_id)
+            .order_by(o.c.index)
             .execution_options(yield_per=self._batch_rows)
         )
         with _csv_file(temp.report) as report_out, _csv_file(temp.results_csv) as results_out:
             report, results = csv.writer(report_out), csv.writer(results_out)
-            report.writerow(REPORT_COLUMNS)
-            results.writerow(RESULTS_COLUMNS)
             async with self._engine.connect() as conn:
+                source_names = source_column_names(await _first_source(conn, job_id))
+                report.writerow(REPORT_COLUMNS)
+                results.writerow(RESULTS_COLUMNS + source_names)
                 stream = await conn.stream(query)
                 async for batch in stream.mappings().partitions(self._batch_rows):
                     failed = [report_row(o) for o in batch if is_failure(o)]
-                    every = [results_row(o) for o in batch]
+                    every = [results_row(o, source_names) for o in batch]
                     await asyncio.to_thread(_write_batch, report, failed, results, every)
             await asyncio.to_thread(_sync, report_out, results_out)
 
@@ -126,6 +139,18 @@ class ReportStore:
                     results_path=str(files.results_zip.relative_to(self._root)),
                 )
             )
+
+
+async def _first_source(conn: AsyncConnection, job_id: str) -> object:
+    """A file import's first source columns (None for other jobs): they name the extra columns."""
+    o = record_outcomes
+    result = await conn.execute(
+        select(o.c.source)
+        .where(o.c.job_id == job_id, o.c.source.is_not(None))
+        .order_by(o.c.index)
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
 
 
 def _csv_file(path: Path) -> IO[str]:

@@ -109,6 +109,7 @@ record_outcomes = Table(
     Column("error_message", Text),
     Column("line", BigInteger),
     Column("record", JSONB),
+    Column("source", JSONB),
     PrimaryKeyConstraint("job_id", "index"),
 )
 
@@ -227,3 +228,53 @@ Index(
 )
 
 __all__ += ["webhook_attempts", "webhook_deliveries"]
+
+# --- file imports: uploaded files and the imports that read them (migration 0003) ---
+
+files = Table(
+    "files",
+    metadata,
+    Column("file_id", UUID(as_uuid=False), primary_key=True),
+    Column("tenant_id", UUID(as_uuid=False), ForeignKey("tenants.tenant_id"), nullable=False),
+    Column("sha256", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("format", Text, nullable=False),
+    Column("storage", Text, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("filename", Text),
+    Column("content_type", Text),
+    Column("profile", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("expires_at", DateTime(timezone=True)),
+    Column("deleted_at", DateTime(timezone=True)),
+    Column("purged_at", DateTime(timezone=True)),
+    Index("files_tenant_sha256", "tenant_id", "sha256"),
+    Index(
+        "files_to_purge",
+        "expires_at",
+        postgresql_where=text("purged_at IS NULL"),
+    ),
+)
+
+imports = Table(
+    "imports",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), ForeignKey("jobs.job_id"), primary_key=True),
+    Column("tenant_id", UUID(as_uuid=False), nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("file_id", UUID(as_uuid=False), ForeignKey("files.file_id"), nullable=False),
+    Column("exclusive", Boolean, nullable=False),
+    Column("options", JSONB, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("imports_file", "file_id"),
+)
+
+# Live file imports of a tenant and entity: the exclusivity check reads only these.
+Index(
+    "jobs_live_imports",
+    jobs.c.tenant_id,
+    jobs.c.entity,
+    postgresql_where=text("source = 'file' AND status IN ('PENDING', 'READY', 'STARTED')"),
+)
+
+__all__ += ["files", "imports"]

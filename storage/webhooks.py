@@ -232,14 +232,17 @@ async def request_redelivery(conn: AsyncConnection, webhook_id: str, now: dateti
     """
     d = webhook_deliveries
     row = (
-        await conn.execute(select(d).where(d.c.webhook_id == webhook_id).with_for_update())
-    ).mappings().one()
+        (await conn.execute(select(d).where(d.c.webhook_id == webhook_id).with_for_update()))
+        .mappings()
+        .one()
+    )
     in_flight = row["claim_token"] is not None and row["next_attempt_at"] > now
     values = {"redeliver_requested": True} if in_flight else _new_cycle(now)
     result = await conn.execute(
         update(d).where(d.c.webhook_id == webhook_id).values(**values, updated_at=now).returning(d)
     )
-    return result.mappings().one()
+    updated: RowMapping = result.mappings().one()
+    return updated
 
 
 async def attempts_for_job(conn: AsyncConnection, job_id: str) -> Sequence[RowMapping]:

@@ -32,6 +32,7 @@ from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
 from streams.aggregate import JobAggregator
 from streams.validate import route_chunk
+from streams.watchdog import InFlight, StallWatch
 
 log = logging.getLogger("bulk_ingest.worker")
 RETRY_SECONDS = 1.0
@@ -135,6 +136,7 @@ def pending_records(batch: Mapping[str, Any]) -> list[PendingRecord]:
                 if error
                 else None,
                 line=routed["line"],
+                source=routed.get("source"),
             )
         )
     return records
@@ -200,10 +202,16 @@ def create_app(settings: Settings) -> faust.App:
         "aggregator": JobAggregator(settings.libpq_url, producer, codecs.jobs, topics.jobs),
     }
 
+    in_flight = InFlight()
+    source_topics = {topics.requests, topics.records, topics.progress}
+
     @app.agent(requests_topic)
     async def validate_requests(stream: Any) -> None:
         async for event in stream.events():
+            tp = event.message.tp
+            in_flight.begin(tp.topic, tp.partition)
             await _retrying(lambda event=event: _validate_one(event))
+            in_flight.end(tp.topic, tp.partition)
 
     async def _validate_one(event: Any) -> None:
         try:
@@ -234,9 +242,15 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(records_topic)
     async def persist_records(stream: Any) -> None:
         async for events in stream.take_events(settings.persist_batch_records, within=settings.persist_batch_seconds):
+            tps = {(e.message.tp.topic, e.message.tp.partition) for e in events}
+            for tp in tps:
+                in_flight.begin(*tp)
             await _retrying(lambda events=events: _persist_events(events))
+            for tp in tps:
+                in_flight.end(*tp)
 
     async def _persist_events(events: list[Any]) -> None:
+        started = time.perf_counter()
         parts: dict[tuple[str, str], BatchPart] = {}
         for event in events:
             try:
@@ -254,7 +268,9 @@ def create_app(settings: Settings) -> faust.App:
         live = [p for p in parts.values() if not is_terminal(JobStatus(statuses.get(p.job_id, "INTERNAL_FAILURE")))]
         if not live:
             return
+        decoded = time.perf_counter()
         persisted = await state["persister"].persist(live)
+        stored = time.perf_counter()
         messages = [
             OutgoingMessage(
                 topics.outcomes,
@@ -273,13 +289,39 @@ def create_app(settings: Settings) -> faust.App:
             )
             for p in persisted.parts
         )
+        encoded = time.perf_counter()
         await state["producer"].send_all(messages)
+        log.info(
+            "persisted %d records (%d parts) in %.0f ms: decode %.0f, db %.0f, encode %.0f, "
+            "produce %.0f",
+            len(persisted.outcomes),
+            len(persisted.parts),
+            (time.perf_counter() - started) * 1000,
+            (decoded - started) * 1000,
+            (stored - decoded) * 1000,
+            (encoded - stored) * 1000,
+            (time.perf_counter() - encoded) * 1000,
+        )
 
     @app.agent(progress_topic)
     async def aggregate_jobs(stream: Any) -> None:
         async for event in stream.events():
             job_id = event.key.decode()
+            tp = event.message.tp
+            in_flight.begin(tp.topic, tp.partition)
             await _retrying(lambda job_id=job_id: state["aggregator"].on_progress(job_id, job_table))
+            in_flight.end(tp.topic, tp.partition)
+
+    watch = StallWatch(settings.kafka_bootstrap, settings.app_id, settings.stall_seconds)
+
+    @app.timer(interval=settings.stall_check_seconds)
+    async def watch_for_stalled_partitions() -> None:
+        owned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in source_topics]
+        stalled = await asyncio.to_thread(watch.stalled, owned, in_flight)
+        if stalled:
+            log.error("partitions stalled (faust-streaming#629?): %s; exiting so they are reassigned", ", ".join(stalled))
+            logging.shutdown()
+            os._exit(75)
 
     app.bulk_ingest_agents = (validate_requests, persist_records, aggregate_jobs)  # type: ignore[attr-defined]
     return app

@@ -50,6 +50,7 @@ def _routed_record(
         "record": record,
         "error": error,
         "line": None,
+        "source": None,
     }
 
 
@@ -60,6 +61,7 @@ def _unknown_entity_record(index: int, message: str) -> dict[str, Any]:
         "record": None,
         "error": {"code": ErrorCode.UnknownEntity.value, "field": None, "message": message},
         "line": None,
+        "source": None,
     }
 
 

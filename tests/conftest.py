@@ -49,6 +49,7 @@ def _test_settings() -> Settings:
         topic_jobs=f"t{run}.bulk.jobs",
         topic_dlq=f"t{run}.bulk.dlq",
         topic_progress=f"t{run}.bulk.progress",
+        topic_imports=f"t{run}.bulk.imports",
         app_id=f"bulk-ingest-test-{run}",
         state_dir=state_dir,
         report_dir=state_dir / f"reports-{run}",

@@ -52,11 +52,13 @@ class Receiver:
     """An HTTP server on 127.0.0.1 answering ``script`` in order, then 200 to everything.
 
     ``decide``, when given, answers instead, seeing every request received so far.
+    ``hold_first_seconds`` keeps the first request waiting that long before it is answered.
     """
 
     script: list[tuple[int, dict[str, str]]] = field(default_factory=list)
     port: int = 0
     decide: Callable[[Received, list[Received]], int] | None = None
+    hold_first_seconds: float = 0.0
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -73,14 +75,18 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status, headers = receiver._answer(
+                status, headers, hold = receiver._answer(
                     Received({k.lower(): v for k, v in self.headers.items()}, body, time.time())
                 )
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                time.sleep(hold)  # a slow receiver, for the test that kills a sender meanwhile
+                try:
+                    self.send_response(status)
+                    for name, value in headers.items():
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender is gone
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -90,12 +96,14 @@ class Receiver:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 
-    def _answer(self, received: Received) -> tuple[int, dict[str, str]]:
+    def _answer(self, received: Received) -> tuple[int, dict[str, str], float]:
         with self._lock:
             self.received.append(received)
+            hold = self.hold_first_seconds if len(self.received) == 1 else 0.0
             if self.decide is not None:
-                return self.decide(received, self.received), {}
-            return self.script.pop(0) if self.script else (200, {})
+                return self.decide(received, self.received), {}, hold
+            status, headers = self.script.pop(0) if self.script else (200, {})
+            return status, headers, hold
 
     def count(self) -> int:
         with self._lock:
@@ -220,6 +228,22 @@ def test_redelivery_sends_again_with_the_same_webhook_id(tenant, receiver):
     verify_signature(tenant.webhook_secret, receiver.received[-1])
 
 
+def test_redelivery_asked_for_during_an_attempt_follows_that_attempt(tenant):
+    receiver = Receiver(hold_first_seconds=1.0).start()
+    try:
+        job_id = submit(tenant, [customer()], receiver.url)
+        poll(receiver.count, 60, "the first attempt to reach the receiver")
+        answer = tenant.api.post(f"/api/v1/jobs/{job_id}/webhooks/redeliver")
+        assert answer.status == 202, answer.body
+        assert answer.json()["attempts_made"] == 1  # the attempt in flight is not sent over
+        found = wait_attempts(tenant, job_id, lambda a: len(a) == 2 and delivered(a), "both")
+    finally:
+        receiver.stop()
+    assert found[0]["next_attempt_at"] is not None  # the redelivery was scheduled after it
+    assert receiver.count() == 2
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+
+
 def test_dead_receiver_gets_the_webhook_after_the_dispatcher_is_killed(tenant, service):
     port = free_port()  # nothing listens here yet: every attempt fails to connect
     comeback = Receiver(port=port)
@@ -227,12 +251,9 @@ def test_dead_receiver_gets_the_webhook_after_the_dispatcher_is_killed(tenant, s
     before_kill = wait_attempts(tenant, job_id, lambda a: len(a) >= 2, "two failed attempts")
     assert all(a["status_code"] is None and a["error"] for a in before_kill)
 
-    [consumers] = [p for p in service.others if p.role == "consumers"]
-    consumers.kill()
-    service.others.remove(consumers)
+    restart_consumers(service)
     killed_at = len(attempts(tenant, job_id))
     try:
-        service.others.append(spawn("consumers", service.settings, service.log_dir))
         wait_attempts(
             tenant, job_id, lambda a: len(a) > killed_at, "the respawned dispatcher to retry"
         )
@@ -245,6 +266,30 @@ def test_dead_receiver_gets_the_webhook_after_the_dispatcher_is_killed(tenant, s
     assert comeback.count() == 1
     assert comeback.received[0].headers["webhook-id"] == found[0]["webhook_id"]
     verify_signature(tenant.webhook_secret, comeback.received[0])
+
+
+def test_an_attempt_cut_short_by_a_killed_dispatcher_is_made_again(tenant, service):
+    receiver = Receiver(hold_first_seconds=1.0).start()
+    try:
+        job_id = submit(tenant, [customer()], receiver.url)
+        poll(receiver.count, 60, "the first attempt to reach the receiver")
+        restart_consumers(service)  # while the receiver still holds the first attempt
+        found = wait_attempts(tenant, job_id, delivered, "the attempt to be made again")
+    finally:
+        receiver.stop()
+    first, *_, last = found
+    assert first["status_code"] is None and first["error"].startswith("abandoned")
+    assert last["status_code"] == 200 and last["attempt"] == len(found)
+    ids = {r.headers["webhook-id"] for r in receiver.received}
+    assert ids == {first["webhook_id"]} and receiver.count() == len(found)
+
+
+def restart_consumers(service: Any) -> None:
+    """SIGKILL the consumers process, as a crash would, and start a new one."""
+    [consumers] = [p for p in service.others if p.role == "consumers"]
+    consumers.kill()
+    service.others.remove(consumers)
+    service.others.append(spawn("consumers", service.settings, service.log_dir))
 
 
 def test_two_dispatchers_never_send_the_same_attempt_twice(tenant, service):
@@ -296,9 +341,15 @@ def test_a_terminal_job_no_event_announced_still_gets_its_webhook_and_files(
 
 def test_gone_stops_the_retries(tenant, receiver):
     receiver.script = [(410, {})]
-    job_id = submit(tenant, [customer(addresses=[{"type": "moon", "line1": "1 Crater",
-                                                  "city": "Tycho", "country": "US"}])],
-                    receiver.url)
+    job_id = submit(
+        tenant,
+        [
+            customer(
+                addresses=[{"type": "moon", "line1": "1 Crater", "city": "Tycho", "country": "US"}]
+            )
+        ],
+        receiver.url,
+    )
     [only] = wait_attempts(tenant, job_id, lambda a: a[-1]["status_code"] == 410, "the 410")
     assert only["next_attempt_at"] is None
     assert "410" in only["error"]
@@ -325,9 +376,7 @@ def test_retry_after_delays_the_next_attempt(tenant, receiver):
 
 
 def test_private_webhook_targets_are_refused_at_submit(tenant):
-    answer = tenant.api.post(
-        BULK, {"records": [customer()], "webhook_url": "http://10.1.2.3/hook"}
-    )
+    answer = tenant.api.post(BULK, {"records": [customer()], "webhook_url": "http://10.1.2.3/hook"})
     assert answer.status == 422
     [error] = answer.json()["errors"]
     assert (error["errorCode"], error["field"]) == ("InvalidWebhookUrl", "webhook_url")
@@ -381,8 +430,13 @@ def test_report_and_results_list_exactly_what_happened(tenant):
     assert header == ["index", "id", "externalId", "status", "errorCode", "error"]
     assert [line[0] for line in lines] == ["0", "1", "2", "3", "4"]
     assert [line[3] for line in lines] == ["CREATED", "FAILED", "CREATED", "FAILED", "FAILED"]
-    assert [line[4] for line in lines] == ["", "InvalidReference", "", "InvalidValue",
-                                           "InvalidReference"]
+    assert [line[4] for line in lines] == [
+        "",
+        "InvalidReference",
+        "",
+        "InvalidValue",
+        "InvalidReference",
+    ]
     assert all(uuid.UUID(lines[i][1]) for i in (0, 2)) and lines[1][1] == ""
     assert lines[4][2] == "'" + hostile["externalId"]
 

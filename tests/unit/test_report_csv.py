@@ -12,6 +12,7 @@ from domain.report_rows import (
     escape_cell,
     report_row,
     results_row,
+    source_column_names,
 )
 
 
@@ -40,7 +41,7 @@ def test_cells_starting_with_a_formula_trigger_are_quoted(trigger):
     assert escape_cell(trigger + "SUM(A1:A9)") == "'" + trigger + "SUM(A1:A9)"
 
 
-@pytest.mark.parametrize("value", ["Ada", "a=b", " =1", "", "{\"a\":1}"])
+@pytest.mark.parametrize("value", ["Ada", "a=b", " =1", "", '{"a":1}'])
 def test_other_text_is_left_alone(value):
     assert escape_cell(value) == value
 
@@ -58,9 +59,9 @@ def test_report_row_holds_the_submitted_record_as_compact_json():
 
 
 def test_report_row_escapes_a_hostile_key_but_keeps_the_record_faithful():
-    hostile = {"externalId": "=HYPERLINK(\"http://x\")", "firstName": "=1+1"}
+    hostile = {"externalId": '=HYPERLINK("http://x")', "firstName": "=1+1"}
     row = report_row(outcome(key=hostile["externalId"], record=hostile))
-    assert row[1] == "'=HYPERLINK(\"http://x\")"
+    assert row[1] == '\'=HYPERLINK("http://x")'
     assert json.loads(row[4]) == hostile
 
 
@@ -85,3 +86,19 @@ def test_absent_optional_fields_do_not_reappear_as_nulls():
     stored = {"externalId": "c-1", "email": None, "addresses": [{"type": "moon", "line2": None}]}
     row = report_row(outcome(record=stored))
     assert json.loads(row[4]) == {"externalId": "c-1", "addresses": [{"type": "moon"}]}
+
+
+def test_file_imports_add_their_first_three_source_columns():
+    source = {"Customer No": "=42", "Given name": "Ada", "Surname": "L", "Town": "Paris"}
+    names = source_column_names(source)
+    assert names == ("Customer No", "Given name", "Surname")
+    row = results_row(outcome(status="CREATED", source=source), names)
+    assert row[6:] == ["'=42", "Ada", "L"]
+    pairs = [["Customer No", "7"], ["Given name", "Bo"]]
+    assert source_column_names(pairs) == ("Customer No", "Given name")
+    assert results_row(outcome(source=pairs), names)[6:] == ["7", "Bo", ""]
+
+
+def test_jobs_without_source_columns_keep_six_columns():
+    assert source_column_names(None) == ()
+    assert len(results_row(outcome(source=None))) == len(RESULTS_COLUMNS)

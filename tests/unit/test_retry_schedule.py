@@ -51,8 +51,11 @@ def test_retry_after_beyond_the_horizon_ends_the_cycle():
 
 def test_a_whole_cycle_with_maximal_jitter_takes_about_the_horizon():
     now, attempts = START, 1
-    while (at := next_attempt_at(POLICY, attempt=attempts, now=now, cycle_started_at=START,
-                                 rand=lambda: 1.0)) is not None:
+    while (
+        at := next_attempt_at(
+            POLICY, attempt=attempts, now=now, cycle_started_at=START, rand=lambda: 1.0
+        )
+    ) is not None:
         now, attempts = at, attempts + 1
     assert now == START + timedelta(seconds=POLICY.horizon_seconds)
     assert 70 < attempts < 90  # 11 doubling steps, then hourly for the rest of three days

@@ -110,6 +110,7 @@ def upgrade() -> None:
         sa.Column("error_message", sa.Text),
         sa.Column("line", sa.BigInteger),
         sa.Column("record", JSONB),
+        sa.Column("source", JSONB),
         sa.PrimaryKeyConstraint("job_id", "index"),
     )
     op.create_table(

@@ -1,0 +1,76 @@
+"""Shared bits of the benchmarks: a tenant, customer rows, the COPY baseline, timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from typing import Any
+
+import psycopg
+
+from bulk_ingest.settings import Settings
+from domain.entities import DEFAULT_REFERENCE_TYPES
+from storage.db import create_tenant, sync_engine
+
+
+def bench_tenant(settings: Settings) -> tuple[str, str]:
+    """(tenant_id, api_key) of a fresh tenant, unless BULK_INGEST_API_KEY names one."""
+    engine = sync_engine(settings.sqlalchemy_url)
+    try:
+        tenant = create_tenant(engine, f"bench-{uuid.uuid4().hex[:6]}", DEFAULT_REFERENCE_TYPES)
+    finally:
+        engine.dispose()
+    return tenant.tenant_id, tenant.api_key
+
+
+def customer_records(count: int, prefix: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "externalId": f"{prefix}-{i}",
+            "firstName": f"First{i}",
+            "lastName": f"Last{i}",
+            "email": f"user{i}@example.com",
+            "phone": "+44 20 7946 0000",
+            "company": "Acme Ltd",
+            "addresses": [
+                {"type": "work", "line1": f"{i} High Street", "city": "London", "country": "GB"}
+            ],
+        }
+        for i in range(count)
+    ]
+
+
+def copy_baseline(settings: Settings, records: list[dict[str, Any]]) -> float:
+    """Seconds PostgreSQL takes to COPY the same rows into a scratch table (the floor)."""
+    columns = ["id", "tenant_id", "external_id", "first_name", "last_name", "email", "phone",
+               "company", "addresses"]
+    tenant = str(uuid.uuid4())
+    with psycopg.connect(settings.libpq_url) as conn:
+        conn.execute("CREATE TEMP TABLE bench_copy (LIKE customers INCLUDING DEFAULTS)")
+        started = time.perf_counter()
+        with conn.cursor().copy(
+            f"COPY bench_copy ({', '.join(columns)}) FROM STDIN"
+        ) as copy:
+            for r in records:
+                copy.write_row([
+                    str(uuid.uuid4()), tenant, r["externalId"], r["firstName"], r["lastName"],
+                    r["email"], r["phone"], r["company"], json.dumps(r["addresses"]),
+                ])
+        conn.commit()
+        return time.perf_counter() - started
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(current, peak) resident set size of a process in MiB."""
+    values = {}
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                values[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return values.get("VmRSS", 0.0), values.get("VmHWM", 0.0)
+
+
+def machine() -> str:
+    return f"{os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}"
