@@ -32,11 +32,14 @@ def _stack(settings: Settings, action: str) -> int:
 
 def prepare_backends(settings: Settings) -> None:
     """Migrations and topics: idempotent, run by ``up`` and by the test fixtures."""
-    from bulk_ingest.kafka import ensure_topics
+    from bulk_ingest.kafka import ensure_topics, seed_committed_offsets
     from storage.db import migrate
 
     migrate(settings.sqlalchemy_url)
     ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+    topics = settings.topics
+    sources = (topics.requests, topics.records, topics.progress, topics.imports)
+    seed_committed_offsets(settings.kafka_bootstrap, settings.app_id, sources)
 
 
 def _tenants_create(settings: Settings, name: str) -> int:

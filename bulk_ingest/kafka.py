@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +44,25 @@ def ensure_topics(bootstrap: str, topics: TopicNames, partitions: int, timeout: 
     ]
     _wait_all(admin.create_topics(to_create) if to_create else {}, KafkaError.TOPIC_ALREADY_EXISTS)
     _wait_all(admin.create_partitions(to_grow) if to_grow else {}, None)
+    _wait_for_leaders(admin, wanted, timeout)
+
+
+def _wait_for_leaders(admin: AdminClient, wanted: dict[str, int], timeout: float) -> None:
+    """Creation returns before partitions have leaders; callers need them usable."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        ready = all(
+            name in topics
+            and len(topics[name].partitions) >= count
+            and all(p.leader >= 0 and not p.error for p in topics[name].partitions.values())
+            for name, count in wanted.items()
+        )
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise KafkaUnavailable(f"topics {sorted(wanted)} have partitions without a leader")
+        time.sleep(0.1)
 
 
 def _wait_all(futures: dict[str, Any], tolerated: int | None) -> None:
@@ -52,6 +72,43 @@ def _wait_all(futures: dict[str, Any], tolerated: int | None) -> None:
         except KafkaException as exc:
             if tolerated is None or exc.args[0].code() != tolerated:
                 raise KafkaUnavailable(f"could not prepare topic {name}: {exc}") from exc
+
+
+def seed_committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str]) -> int:
+    """Give every partition without a committed offset one at its low watermark.
+
+    faust-streaming can leave a partition that has never had a committed offset unread after a
+    rebalance (faust-streaming#629; seen here on fresh partitions). Seeding the offsets before
+    the workers join means no partition is ever in that state. Returns how many were seeded;
+    does nothing once the group has members (their commits already cover it).
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False}
+    )
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        partitions = [
+            TopicPartition(topic, p)
+            for topic in topics
+            if topic in metadata.topics
+            for p in metadata.topics[topic].partitions
+        ]
+        committed = consumer.committed(partitions, timeout=10)
+        missing = [
+            TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[0])
+            for tp in committed
+            if tp.offset < 0
+        ]
+        if missing:
+            try:
+                consumer.commit(offsets=missing, asynchronous=False)
+            except KafkaException:
+                return 0  # the group is active: its members own the offsets now
+        return len(missing)
+    finally:
+        consumer.close()
 
 
 def topic_partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, int]:
