@@ -57,7 +57,7 @@ def _tenants_create(settings: Settings, name: str) -> int:
 
 def _up(settings: Settings, workers: int) -> int:
     """Everything, in the foreground: stack, migrations, topics, gateway, workers, consumers."""
-    from bulk_ingest.processes import spawn, stack_config
+    from bulk_ingest.processes import Supervisor, spawn, stack_config
     from stack import stack_up
 
     settings = settings.with_overrides(webhook_allow_loopback=True)
@@ -68,11 +68,12 @@ def _up(settings: Settings, workers: int) -> int:
         "(BULK_INGEST_WEBHOOK_ALLOW_LOOPBACK=true); private and link-local stay refused"
     )
     log_dir = settings.state_dir / "logs"
-    roles = [("gateway", "gateway")]
-    roles += [("worker", f"worker-{i + 1}") for i in range(workers)]
-    roles += [("consumers", "consumers")]
-    children = [spawn(role, settings, log_dir, name=name) for role, name in roles]
-    for child in children:
+    gateway = spawn("gateway", settings, log_dir)
+    supervisor = Supervisor(settings, log_dir, restart_all=True)
+    for i in range(workers):
+        supervisor.start("worker", f"worker-{i + 1}")
+    supervisor.start("consumers", "consumers")
+    for child in (gateway, *supervisor.processes):
         print(f"started {child.role:10} pid {child.pid:<7} log {child.log_path}")
     print(f"gateway: http://{settings.http_host}:{settings.http_port}  (Ctrl-C stops everything)")
     print("create a tenant: .venv/bin/bulk-ingest tenants create acme")
@@ -86,25 +87,19 @@ def _up(settings: Settings, workers: int) -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         while not stopping:
-            for position, child in enumerate(children):
-                if child.alive():
-                    continue
-                print(f"{child.role} exited ({child.process.returncode}); last lines:")
-                print(child.log_tail(20))
-                if child.role == "gateway":
-                    stopping = True
-                    break
-                print(f"restarting {child.role}")  # its uncommitted work is redelivered
-                role = "worker" if child.role.startswith("worker") else child.role
-                children[position] = spawn(role, settings, log_dir, name=child.role)
+            if not gateway.alive():
+                print(f"gateway exited ({gateway.process.returncode}); last lines:")
+                print(gateway.log_tail(20))
+                break
+            supervisor.check()  # a crashed worker's uncommitted work is redelivered
             time.sleep(0.5)
     finally:
         print(
             "stopping gateway, workers and consumers (the stack keeps running; "
             "`bulk-ingest stack down` stops Kafka and PostgreSQL)"
         )
-        for child in children:
-            child.stop()
+        gateway.stop()
+        supervisor.stop_all()
     return 0
 
 
@@ -136,11 +131,20 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("gateway", help="run the HTTP gateway")
     commands.add_parser("worker", help="run a stream worker (validate, persist, aggregate)")
     commands.add_parser("consumers", help="run the webhook dispatcher and report writer")
+    from bulk_ingest.import_client import add_arguments as add_import_arguments
+
+    add_import_arguments(
+        commands.add_parser("import", help="upload a file and import it, with live progress")
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "import":  # a client of a (possibly remote) gateway: no local settings
+        from bulk_ingest.import_client import run_import
+
+        return run_import(args)
     settings = load_settings()
     if args.command == "up":
         return _up(settings, args.workers)

@@ -97,7 +97,7 @@ def seed_committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str])
         ]
         committed = consumer.committed(partitions, timeout=10)
         missing = [
-            TopicPartition(tp.topic, tp.partition, consumer.get_watermark_offsets(tp, timeout=10)[0])
+            TopicPartition(tp.topic, tp.partition, _low_watermark(consumer, tp))
             for tp in committed
             if tp.offset < 0
         ]
@@ -109,6 +109,18 @@ def seed_committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str])
         return len(missing)
     finally:
         consumer.close()
+
+
+def _low_watermark(consumer: Any, tp: Any, timeout: float = 30) -> int:
+    """Retried: just after a broker start, leadership may still be settling."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return int(consumer.get_watermark_offsets(tp, timeout=10)[0])
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def topic_partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, int]:

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
@@ -113,3 +114,48 @@ def spawn(
             start_new_session=True,
         )
     return ServiceProcess(name, process, log_path)
+
+
+# Exit codes with which a worker asks to be started again (streams/app.py).
+RESTART_EXIT_CODES = frozenset({70, 75})
+
+
+class Supervisor:
+    """Keeps workers and consumers running: a process that exits is started again.
+
+    ``restart_all`` (the run command) restarts any exit; otherwise only the exits by which a
+    process asks for it (stall watchdog, unexpected failure), so a test that SIGKILLs a process
+    decides itself when it comes back. The gateway is not supervised here.
+    """
+
+    def __init__(
+        self, settings: Settings, log_dir: Path, *, restart_all: bool, say: Any = print
+    ) -> None:
+        self._settings = settings
+        self._log_dir = log_dir
+        self._restart_all = restart_all
+        self._say = say
+        self.processes: list[ServiceProcess] = []
+
+    def start(self, role: str, name: str) -> ServiceProcess:
+        process = spawn(role, self._settings, self._log_dir, name=name)
+        self.processes = [p for p in self.processes if p.role != name] + [process]
+        return process
+
+    def named(self, name: str) -> ServiceProcess:
+        return next(p for p in self.processes if p.role == name)
+
+    def check(self) -> None:
+        """Restart what exited (call this periodically)."""
+        for process in list(self.processes):
+            code = process.process.poll()
+            if code is None:
+                continue
+            if self._restart_all or code in RESTART_EXIT_CODES:
+                self._say(f"{process.role} exited ({code}); restarting it")
+                role = "worker" if process.role.startswith("worker") else process.role
+                self.start(role, process.role)
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            process.stop()

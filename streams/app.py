@@ -31,6 +31,7 @@ from domain.routing import routing_key
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
 from streams.aggregate import JobAggregator
+from streams.imports import register_import_agent
 from streams.validate import route_chunk
 from streams.watchdog import InFlight, StallWatch
 
@@ -323,7 +324,12 @@ def create_app(settings: Settings) -> faust.App:
             logging.shutdown()
             os._exit(75)
 
-    app.bulk_ingest_agents = (validate_requests, persist_records, aggregate_jobs)  # type: ignore[attr-defined]
+    import_files = register_import_agent(
+        app, app.topic(topics.imports, **raw), settings, registry, producer,
+        state["references"], state["dlq"], _retrying, in_flight,
+    )
+
+    app.bulk_ingest_agents = (validate_requests, persist_records, aggregate_jobs, import_files)  # type: ignore[attr-defined]
     return app
 
 

@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 log = logging.getLogger("bulk_ingest.watchdog")
 
@@ -61,6 +61,13 @@ class StallWatch:
         self._seen = {tp: obs for tp, obs in self._seen.items() if tp in owned}
         if not owned:
             return []
+        try:
+            return self._stalled(owned, in_flight)
+        except KafkaException as exc:  # the broker is away: no verdict now, look again later
+            log.warning("stall check skipped: %s", exc)
+            return []
+
+    def _stalled(self, owned: list[tuple[str, int]], in_flight: InFlight) -> list[str]:
         committed = self._consumer.committed([TopicPartition(t, p) for t, p in owned], timeout=10)
         now = time.monotonic()
         stalled = []

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ import pytest
 from psycopg import sql
 
 from bulk_ingest.cli import prepare_backends
-from bulk_ingest.processes import ServiceProcess, spawn, stack_config
+from bulk_ingest.processes import RESTART_EXIT_CODES, ServiceProcess, spawn, stack_config
 from bulk_ingest.settings import REPO_ROOT, Settings, load_settings
 from domain.entities import DEFAULT_REFERENCE_TYPES
 from stack import stack_down, stack_up
@@ -55,6 +56,9 @@ def _test_settings() -> Settings:
         report_dir=state_dir / f"reports-{run}",
         file_dir=state_dir / f"files-{run}",
         sync_timeout_seconds=30.0,
+        # A stalled partition (faust-streaming#629) restarts its worker within ~25 s.
+        stall_seconds=20.0,
+        stall_check_seconds=5.0,
         webhook_allow_loopback=True,
         # Webhook retries in seconds, not hours, so the completion tests see several attempts.
         webhook_initial_backoff_seconds=0.5,
@@ -62,6 +66,8 @@ def _test_settings() -> Settings:
         webhook_timeout_seconds=2.0,
         webhook_poll_seconds=0.1,
         webhook_sweep_seconds=1.0,
+        # File imports: expired files are purged within a second, so a test can watch it.
+        file_cleanup_interval_seconds=1.0,
     )
 
 
@@ -112,6 +118,13 @@ class RunningService:
         self.workers = [w for w in self.workers if w.role != name] + [worker]
         return worker
 
+    def restart_asking_workers(self) -> None:
+        """What the run command's supervisor does: a worker that exits asking for it comes back."""
+        for worker in list(self.workers):
+            if worker.process.poll() in RESTART_EXIT_CODES:
+                print(f"[service] {worker.role} exited ({worker.process.returncode}); restarting")
+                self.start_worker(worker.role)
+
     def logs(self) -> str:
         parts = [p for p in (self.gateway, *self.workers, *self.others)]
         return "\n".join(f"== {p.role}\n{p.log_tail(30)}" for p in parts)
@@ -159,11 +172,21 @@ def service(settings: Settings) -> Iterator[RunningService]:
     running.start_worker("worker-1")
     running.start_worker("worker-2")
     running.others.append(spawn("consumers", settings, log_dir))
+    stop_supervising = threading.Event()
+
+    def supervise() -> None:
+        while not stop_supervising.wait(0.5):
+            running.restart_asking_workers()
+
+    supervisor = threading.Thread(target=supervise, daemon=True, name="supervisor")
+    supervisor.start()
     try:
         _wait_healthy(running)
         _wait_pipeline_ready(running)
         yield running
     finally:
+        stop_supervising.set()
+        supervisor.join(5)
         for process in (running.gateway, *running.workers, *running.others):
             process.stop()
 

@@ -1,0 +1,398 @@
+"""``bulk-ingest import FILE``: upload a file, start its import, follow it to the end.
+
+Works against any gateway (``--url``, ``--api-key``, or ``BULK_INGEST_URL`` /
+``BULK_INGEST_API_KEY``) with the standard library only. The file is streamed, never read into
+memory. With ``--wait`` a live progress line on stderr shows records processed, rate and ETA;
+at the end a summary goes to stdout and, if records failed, the failure report is downloaded.
+
+Exit status: 0 the import COMPLETED; 1 it ended otherwise (failed records, FAILED,
+INTERNAL_FAILURE, CANCELLED); 2 the request was refused or the gateway unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+TERMINAL = frozenset(
+    {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "INTERNAL_FAILURE", "CANCELLED"}
+)
+CONTENT_TYPES = {
+    ".csv": "text/csv",
+    ".tsv": "text/tab-separated-values",
+    ".txt": "text/plain",
+    ".zip": "application/zip",
+    ".xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ".ndjson": "application/x-ndjson",
+    ".jsonl": "application/x-ndjson",
+}
+POLL_SECONDS = 0.5
+RATE_WINDOW_SECONDS = 5.0
+PLAIN_PROGRESS_SECONDS = 5.0
+BAR_WIDTH = 24
+
+
+class ClientError(Exception):
+    """The gateway refused a request or could not be reached; the message says why."""
+
+
+# --- arguments ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "file", type=Path, help="CSV, ZIP (one CSV or NDJSON inside), XLSX or NDJSON"
+    )
+    parser.add_argument("--entity", required=True, help="customers, products, ...")
+    parser.add_argument("--operation", choices=["insert", "update", "upsert"], default=None)
+    parser.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="COLUMN=FIELD",
+        help='map a column to a field (dotted for nested: "City=addresses.0.city"); '
+        '"COLUMN=" skips a column; repeat for more',
+    )
+    parser.add_argument("--sheet", help="XLSX: the sheet to import (default: the first)")
+    parser.add_argument("--encoding", help="override the detected encoding (e.g. cp1252)")
+    parser.add_argument("--delimiter", help="override the sniffed delimiter (, ; | or tab)")
+    parser.add_argument("--upsert-key", help="the field records are matched by (the entity key)")
+    parser.add_argument("--webhook-url", help="called when the import finishes")
+    parser.add_argument(
+        "--exclusive", action="store_true", help="refuse to run beside other imports"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the upload until deleted")
+    parser.add_argument("--wait", action="store_true", help="follow the import to its end")
+    parser.add_argument("--report", type=Path, help="where to save the failure report (--wait)")
+    parser.add_argument("--url", help=f"gateway URL (env BULK_INGEST_URL, default {DEFAULT_URL})")
+    parser.add_argument("--api-key", help="API key (env BULK_INGEST_API_KEY)")
+
+
+def parse_mappings(items: list[str]) -> dict[str, str | None]:
+    """``["First Name=firstName", "Notes="]`` → ``{"First Name": "firstName", "Notes": None}``."""
+    mappings: dict[str, str | None] = {}
+    for item in items:
+        column, sep, target = item.rpartition("=")
+        if not sep or not column:
+            raise ClientError(f"--map {item!r} must look like 'Column Name=fieldName'")
+        mappings[column] = target.strip() or None
+    return mappings
+
+
+def import_body(args: argparse.Namespace, file_id: str) -> dict[str, Any]:
+    body: dict[str, Any] = {"file_id": file_id, "entity": args.entity}
+    optional = {
+        "operation": args.operation,
+        "field_mappings": parse_mappings(args.map) or None,
+        "sheet": args.sheet,
+        "encoding": args.encoding,
+        "delimiter": args.delimiter,
+        "upsert_key": args.upsert_key,
+        "webhook_url": args.webhook_url,
+        "exclusive": True if args.exclusive else None,
+    }
+    body.update({name: value for name, value in optional.items() if value is not None})
+    return body
+
+
+# --- HTTP -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """The gateway's base URL and the tenant's key; stdlib HTTP, JSON in and out."""
+
+    url: str
+    api_key: str
+    timeout: float = 60.0
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        data: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        all_headers = {"Authorization": f"Bearer {self.api_key}", **(headers or {})}
+        if body is not None:
+            data = json.dumps(body).encode()
+            all_headers["Content-Type"] = "application/json"
+        url = path if path.startswith("http") else self.url.rstrip("/") + path
+        request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
+                return answer.status, dict(answer.headers), answer.read()
+        except urllib.error.HTTPError as error:
+            return error.code, dict(error.headers), error.read()
+        except (urllib.error.URLError, OSError) as error:
+            raise ClientError(f"cannot reach the gateway at {self.url}: {error}") from error
+
+    def json(self, method: str, path: str, expected: int, **kwargs: Any) -> dict[str, Any]:
+        status, _, raw = self.request(method, path, **kwargs)
+        if status != expected:
+            raise ClientError(refusal(method, path, status, raw))
+        return dict(json.loads(raw))
+
+
+def refusal(method: str, path: str, status: int, raw: bytes) -> str:
+    """A refused request as a person reads it: the status and every error message."""
+    try:
+        errors = json.loads(raw)["errors"]
+        lines = [
+            f"  {e['errorCode']}{' (' + e['field'] + ')' if e.get('field') else ''}: {e['message']}"
+            for e in errors
+        ]
+    except (ValueError, KeyError, TypeError):
+        lines = [f"  {raw[:500].decode(errors='replace')}"]
+    return f"{method} {path} answered {status}:\n" + "\n".join(lines)
+
+
+class _CountingFile:
+    """A file handed to http.client, reporting how many bytes have gone out."""
+
+    def __init__(self, handle: IO[bytes], on_read: Callable[[int], None]) -> None:
+        self._handle = handle
+        self._on_read = on_read
+        self._sent = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._sent += len(data)
+        self._on_read(self._sent)
+        return data
+
+
+def upload(
+    gateway: Gateway, path: Path, *, keep: bool, on_progress: Callable[[int], None]
+) -> dict[str, Any]:
+    size = path.stat().st_size
+    query = urllib.parse.urlencode(
+        {"storage": "directory" if keep else "temporary", "filename": path.name}
+    )
+    headers = {
+        "Content-Type": CONTENT_TYPES.get(path.suffix.lower(), "application/octet-stream"),
+        "Content-Length": str(size),
+    }
+    with path.open("rb") as handle:
+        body = _CountingFile(handle, on_progress)
+        return gateway.json("POST", f"/api/v1/files?{query}", 201, data=body, headers=headers)
+
+
+# --- progress -------------------------------------------------------------------------------------
+
+
+@dataclass
+class ProgressMeter:
+    """Rate over the last few seconds, ETA from it; fed with (time, processed) samples."""
+
+    window: float = RATE_WINDOW_SECONDS
+    _samples: deque[tuple[float, int]] = field(default_factory=deque)
+
+    def add(self, now: float, processed: int) -> None:
+        self._samples.append((now, processed))
+        while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
+            self._samples.popleft()
+
+    @property
+    def rate(self) -> float:
+        if len(self._samples) < 2:
+            return 0.0
+        (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
+        return (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def eta(self, total: int, processed: int) -> float | None:
+        rate = self.rate
+        if total <= 0 or rate <= 0:
+            return None
+        return max(total - processed, 0) / rate
+
+
+def clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "--:--"
+    hours, rest = divmod(round(seconds), 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def progress_line(job: Mapping[str, Any], rate: float, eta: float | None) -> str:
+    """One line: bar and percentage once the total is known, else a reading-the-file note."""
+    processed, total, failed = job["processed"], job["total"], job["failed"]
+    failures = f"  {failed:,} failed" if failed else ""
+    speed = f"{rate:,.0f} rec/s"
+    if total <= 0:
+        reading = f"{processed:,} records processed (still reading the file)"
+        return f"{job['status']:<9} {reading}  {speed}{failures}"
+    done = min(processed / total, 1.0)
+    filled = int(done * BAR_WIDTH)
+    bar = "#" * filled + "." * (BAR_WIDTH - filled)
+    return (
+        f"[{bar}] {done:4.0%}  {processed:,}/{total:,} records  {speed}  ETA {clock(eta)}{failures}"
+    )
+
+
+def upload_line(sent: int, size: int) -> str:
+    share = sent / size if size else 1.0
+    return f"uploading {share:4.0%}  {sent / 1e6:,.1f} / {size / 1e6:,.1f} MB"
+
+
+class StatusLine:
+    """Rewrites one line on a terminal; elsewhere prints a line every few seconds."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self._stream = stream
+        self._tty = stream.isatty()
+        self._last = 0.0
+        self._width = 0
+
+    def show(self, text: str, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if self._tty:
+            if force or now - self._last >= 0.1:
+                padding = " " * max(self._width - len(text), 0)
+                self._stream.write("\r" + text + padding)
+                self._stream.flush()
+                self._width, self._last = len(text), now
+        elif force or now - self._last >= PLAIN_PROGRESS_SECONDS:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+            self._last = now
+
+    def done(self) -> None:
+        if self._tty and self._width:
+            self._stream.write("\n")
+            self._stream.flush()
+        self._width = 0
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def gateway_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Gateway:
+    url = args.url or environ.get("BULK_INGEST_URL") or DEFAULT_URL
+    api_key = args.api_key or environ.get("BULK_INGEST_API_KEY")
+    if not api_key:
+        raise ClientError("an API key is needed: --api-key KEY or BULK_INGEST_API_KEY")
+    return Gateway(url, api_key)
+
+
+def run_import(
+    args: argparse.Namespace,
+    *,
+    environ: Mapping[str, str] | None = None,
+    out: IO[str] | None = None,
+    err: IO[str] | None = None,
+) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    try:
+        return _run(args, os.environ if environ is None else environ, out, err)
+    except ClientError as exc:
+        err.write(f"bulk-ingest import: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        err.write("\ninterrupted; the import goes on in the service\n")
+        return 130
+
+
+def _run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
+    if not args.file.is_file():
+        raise ClientError(f"{args.file} is not a file")
+    gateway = gateway_from(args, environ)
+    line = StatusLine(err)
+    size = args.file.stat().st_size
+    profile = upload(
+        gateway, args.file, keep=args.keep, on_progress=lambda s: line.show(upload_line(s, size))
+    )
+    line.show(upload_line(size, size), force=True)
+    line.done()
+    err.write(describe_upload(profile))
+    job = gateway.json("POST", "/api/v1/imports", 202, body=import_body(args, profile["file_id"]))
+    err.write(f"import started: job {job['job_id']} ({gateway.url}/api/v1/jobs/{job['job_id']})\n")
+    if not args.wait:
+        out.write(json.dumps(job, indent=2) + "\n")
+        return 0
+    job = follow(gateway, job["job_id"], line)
+    out.write(summary(job))
+    if job["failed"]:
+        out.write(save_report(gateway, job, args.report or default_report_path(args.file, job)))
+    return 0 if job["status"] == "COMPLETED" else 1
+
+
+def describe_upload(profile: Mapping[str, Any]) -> str:
+    columns = profile.get("columns") or []
+    shown = ", ".join(columns[:8]) + (", ..." if len(columns) > 8 else "")
+    details = [profile["format"]]
+    if profile.get("encoding"):
+        details.append(profile["encoding"])
+    if profile.get("delimiter"):
+        details.append(
+            "delimiter " + ("TAB" if profile["delimiter"] == "\t" else profile["delimiter"])
+        )
+    if profile.get("sheets"):
+        details.append("sheets " + ", ".join(profile["sheets"]))
+    text = (
+        f"uploaded {profile.get('filename') or 'file'}: {profile['size']:,} bytes, "
+        f"{'; '.join(details)}; file {profile['file_id']}\n  columns: {shown}\n"
+    )
+    for warning in profile.get("warnings") or ():
+        text += f"  warning: {warning}\n"
+    return text
+
+
+def follow(gateway: Gateway, job_id: str, line: StatusLine) -> dict[str, Any]:
+    meter = ProgressMeter()
+    while True:
+        job = gateway.json("GET", f"/api/v1/jobs/{job_id}", 200)
+        meter.add(time.monotonic(), job["processed"])
+        terminal = job["status"] in TERMINAL
+        line.show(
+            progress_line(job, meter.rate, meter.eta(job["total"], job["processed"])),
+            force=terminal,
+        )
+        if terminal:
+            line.done()
+            return job
+        time.sleep(POLL_SECONDS)  # polling interval of a client, not synchronisation
+
+
+def summary(job: Mapping[str, Any]) -> str:
+    lines = [
+        f"job {job['job_id']}: {job['status']}",
+        f"  {job['total']:,} records: {job['successful']:,} succeeded, {job['failed']:,} failed",
+    ]
+    if job.get("failure_reason"):
+        lines.append(f"  reason: {job['failure_reason']}")
+    for error in (job.get("errors") or [])[:5]:
+        where = (
+            f"line {error['line']}" if error.get("line") is not None else f"index {error['index']}"
+        )
+        lines.append(f"  {where}: {error['errorCode']}: {error['message']}")
+    if job["failed"] > 5:
+        lines.append(f"  ... and {job['failed'] - 5:,} more in the report")
+    return "\n".join(lines) + "\n"
+
+
+def default_report_path(file: Path, job: Mapping[str, Any]) -> Path:
+    return Path.cwd() / f"{file.stem}.{job['job_id'][:8]}.report.csv"
+
+
+def save_report(gateway: Gateway, job: Mapping[str, Any], target: Path) -> str:
+    url = job.get("report_url") or f"/api/v1/jobs/{job['job_id']}/report"
+    status, _, raw = gateway.request("GET", url)
+    if status != 200:
+        return f"failure report: {gateway.url}{url} (download answered {status})\n"
+    target.write_bytes(raw)
+    return f"failure report: {target}\n"

@@ -1,0 +1,422 @@
+"""The import agent: an ``ImportRequested`` event → the file's rows on ``bulk.records``.
+
+``bulk.imports`` ─ import_files ─▶ ``bulk.records`` (RecordBatch per chunk and partition)
+                          └──────▶ jobs.total, then a ``bulk.progress`` nudge
+
+The file is read in chunks of ``chunk_rows`` rows in a worker thread (parsing is CPU work; the
+event loop keeps serving the other agents and the consumer heartbeats). Each chunk becomes one
+``RecordBatch`` per owning partition with part id ``chunk:partition``, exactly like a JSON job's
+request chunk after the validate stage, so the persist stage and the aggregator need nothing new.
+At most :data:`MAX_IN_FLIGHT` chunks wait for broker acknowledgement: memory stays bounded
+whatever the file's size.
+
+Only when every batch is acknowledged does the job learn its total (the row count), followed by
+a progress nudge so the aggregator re-evaluates, and only then does the handler return to Faust,
+which may then commit the event's offset. A crash before that redelivers the event and the file
+is parsed again from the start: the batches come out identical and the outcome ledger absorbs
+them. A rebalance or shutdown does not wait for a long import: between chunks the handler
+notices it, lets the in-flight chunks finish, and re-publishes the event with ``resume_chunk``
+set, so whichever worker owns the partition next carries on from there.
+
+A file that turns out unreadable (it vanished, its archive is corrupt, a zip bomb slipped past
+the upload checks) ends its job ``INTERNAL_FAILURE`` with the reason; the worker carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.settings import Settings
+from domain.codec import AvroCodec, UndecodableMessage, load_codec
+from domain.entities import EntityDefinition, EntityRegistry, default_schemas_dir
+from domain.errors import BulkIngestError, InvalidInput
+from domain.file_formats import (
+    FileFormat,
+    ReadOptions,
+    RowTable,
+    SourceRow,
+    UnreadableFile,
+    ZipCaps,
+    open_rows,
+)
+from domain.imports import RowRouter, plan_columns, plan_keys
+from domain.jobs import JobStatus, is_terminal
+from domain.routing import partition_for, routing_key
+from storage import files as file_rows
+
+log = logging.getLogger("bulk_ingest.imports")
+MAX_IN_FLIGHT = 4
+
+
+@dataclass(frozen=True)
+class ImportConfig:
+    """What the import agent needs from the settings, read once at start-up."""
+
+    file_dir: Path
+    caps: ZipCaps
+    partitions: int
+    records_topic: str
+    progress_topic: str
+    imports_topic: str
+    libpq_url: str
+
+
+@dataclass(frozen=True)
+class ImportCodecs:
+    imports: AvroCodec
+    records: AvroCodec
+    progress: AvroCodec
+
+
+@dataclass(frozen=True)
+class Chunk:
+    number: int
+    messages: list[tuple[int, bytes]]  # (partition, encoded RecordBatch)
+
+
+class ChunkSource:
+    """A file's data rows, chunk by chunk, as encoded ``RecordBatch`` messages.
+
+    Blocking: every method runs in a worker thread, one call at a time.
+    """
+
+    def __init__(
+        self,
+        request: Mapping[str, Any],
+        table: RowTable,
+        router: RowRouter,
+        codec: AvroCodec,
+        partitions: int,
+        branch: str,
+    ) -> None:
+        self._request = request
+        self._rows = table.rows
+        self._router = router
+        self._codec = codec
+        self._partitions = partitions
+        self._branch = branch
+        self._chunk_rows = int(request["chunk_rows"])
+        self._next_chunk = 0
+        self.rows_seen = 0
+
+    @property
+    def chunks_done(self) -> int:
+        """Chunks handed out so far (a hand-over waits until all of them are acknowledged)."""
+        return self._next_chunk
+
+    def next_chunk(self) -> Chunk | None:
+        """The next chunk at or after ``resume_chunk``; None once the file is exhausted."""
+        while self._next_chunk < self._request["resume_chunk"]:
+            if not self._take(lambda row, index: None):
+                return None
+        number = self._next_chunk
+        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        if not self._take(lambda row, index: self._route(row, index, by_partition)):
+            return None
+        return Chunk(
+            number, [(p, self._encode(number, p, r)) for p, r in sorted(by_partition.items())]
+        )
+
+    def _take(self, handle: Callable[[SourceRow, int], None]) -> bool:
+        """Hand up to ``chunk_rows`` rows to ``handle``; False when there were none left."""
+        taken = 0
+        for row in self._rows:
+            handle(row, self.rows_seen)
+            self.rows_seen += 1
+            taken += 1
+            if taken == self._chunk_rows:
+                break
+        if taken:
+            self._next_chunk += 1
+        return taken > 0
+
+    def _route(self, row: SourceRow, index: int, into: dict[int, list[dict[str, Any]]]) -> None:
+        routed = self._router.route(row, index)
+        request = self._request
+        key = routing_key(request["tenant_id"], request["entity"], routed["key"], index)
+        if routed["record"] is not None:
+            routed["record"] = (self._branch, routed["record"])
+        into[partition_for(key, self._partitions)].append(routed)
+
+    def _encode(self, number: int, partition: int, records: list[dict[str, Any]]) -> bytes:
+        request = self._request
+        return self._codec.encode(
+            {
+                "job_id": request["job_id"],
+                "tenant_id": request["tenant_id"],
+                "entity": request["entity"],
+                "operation": request["operation"],
+                "total": 0,  # unknown until the whole file is read; the jobs row gets it then
+                "part_id": f"{number}:{partition}",
+                "records": records,
+            }
+        )
+
+
+def read_options_of(request: Mapping[str, Any]) -> ReadOptions:
+    file_format = FileFormat(request["format"])
+    content = request.get("content")
+    if file_format is FileFormat.ZIP:
+        inner: FileFormat | None = FileFormat(content or "csv")
+    elif file_format is FileFormat.XLSX:
+        inner = None
+    else:
+        inner = file_format
+    return ReadOptions(
+        format=file_format,
+        content=inner,
+        encoding=request.get("encoding"),
+        delimiter=request.get("delimiter"),
+        sheet=request.get("sheet"),
+        member=request.get("member"),
+    )
+
+
+def router_for(
+    definition: EntityDefinition,
+    table: RowTable,
+    options: ReadOptions,
+    field_mappings: Mapping[str, str | None],
+    reference_types: Mapping[str, frozenset[str]],
+) -> RowRouter:
+    """The same mapping the gateway checked, derived again from the header (pure, so equal)."""
+    if options.content is FileFormat.NDJSON:
+        mapping: Any = plan_keys(definition, table.header, field_mappings)
+    else:
+        mapping = plan_columns(definition, table.header, field_mappings)
+    return RowRouter(definition, mapping, reference_types)
+
+
+class ImportFailed(BulkIngestError):
+    """The file cannot be imported; the job ends INTERNAL_FAILURE with this reason."""
+
+
+class ImportRunner:
+    """Runs one ``ImportRequested`` event to completion, hand-over or failure."""
+
+    def __init__(
+        self,
+        config: ImportConfig,
+        registry: EntityRegistry,
+        codecs: ImportCodecs,
+        producer: AsyncProducer,
+        reference_types: Callable[[str], Any],
+        should_hand_over: Callable[[], bool],
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._codecs = codecs
+        self._producer = producer
+        self._reference_types = reference_types
+        self._should_hand_over = should_hand_over
+
+    def decode(self, payload: bytes) -> dict[str, Any]:
+        """The event; raises :class:`UndecodableMessage` for the dead-letter topic."""
+        return self._codecs.imports.decode(payload)
+
+    async def run(self, request: dict[str, Any]) -> None:
+        job_id = request["job_id"]
+        status = await self._job_status(job_id)
+        if status is None or is_terminal(JobStatus(status)):
+            log.info("import %s is %s; nothing to do", job_id, status or "unknown")
+            return
+        started = time.monotonic()
+        try:
+            outcome = await self._produce_rows(request)
+        except ImportFailed as exc:
+            reason = str(exc)
+            log.warning("import %s failed: %s", job_id, reason)
+            await self._finish(request, lambda conn: file_rows.fail_import(conn, job_id, reason))
+            return
+        if outcome is None:
+            return  # handed over
+        await self._finish(request, lambda conn: file_rows.record_total(conn, job_id, outcome))
+        log.info("import %s: %s rows read in %.1f s", job_id, outcome, time.monotonic() - started)
+
+    async def _produce_rows(self, request: dict[str, Any]) -> int | None:
+        """Every row on ``bulk.records``; the row count, or None when handed over."""
+        references = await self._reference_types(request["tenant_id"])
+        source, closer = await asyncio.to_thread(self._open, request, references)
+        in_flight: list[asyncio.Task[None]] = []
+        try:
+            while True:
+                if self._should_hand_over():
+                    await _drain(in_flight)
+                    await self._hand_over(request, source)
+                    return None
+                chunk = await asyncio.to_thread(_next_chunk, source)
+                if chunk is None:
+                    break
+                in_flight.append(asyncio.create_task(self._send(chunk)))
+                if len(in_flight) >= MAX_IN_FLIGHT:
+                    await in_flight.pop(0)
+            await _drain(in_flight)
+            return source.rows_seen
+        finally:
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
+            await asyncio.to_thread(closer.close)
+
+    def _open(
+        self, request: Mapping[str, Any], references: Mapping[str, frozenset[str]]
+    ) -> tuple[ChunkSource, contextlib.ExitStack]:
+        stack = contextlib.ExitStack()
+        try:
+            definition = self._registry.get(request["entity"])
+            path = _inside(self._config.file_dir, request["path"])
+            options = read_options_of(request)
+            table = stack.enter_context(open_rows(path, options, self._config.caps))
+            router = router_for(definition, table, options, request["field_mappings"], references)
+        except UnreadableFile as exc:
+            stack.close()
+            raise ImportFailed(str(exc)) from exc
+        except InvalidInput as exc:
+            stack.close()
+            raise ImportFailed(
+                f"The file's header no longer fits: {exc.errors[0].message}"
+            ) from exc
+        except Exception as exc:
+            stack.close()
+            log.exception("import %s: the file cannot be opened", request["job_id"])
+            raise ImportFailed(f"The file cannot be read: {exc}") from exc
+        branch = str(definition.avro_schema["name"])
+        source = ChunkSource(
+            request, table, router, self._codecs.records, self._config.partitions, branch
+        )
+        return source, stack
+
+    async def _send(self, chunk: Chunk) -> None:
+        await self._producer.send_all(
+            OutgoingMessage(self._config.records_topic, payload, None, partition=partition)
+            for partition, payload in chunk.messages
+        )
+
+    async def _hand_over(self, request: dict[str, Any], source: ChunkSource) -> None:
+        """Re-publish the event so the partition's next owner resumes where this one stopped."""
+        resume = {**request, "resume_chunk": max(request["resume_chunk"], source.chunks_done)}
+        log.info("import %s handed over at chunk %s", request["job_id"], resume["resume_chunk"])
+        await self._producer.send_all(
+            [
+                OutgoingMessage(
+                    self._config.imports_topic,
+                    self._codecs.imports.encode(resume),
+                    request["job_id"].encode(),
+                )
+            ]
+        )
+
+    async def _job_status(self, job_id: str) -> str | None:
+        async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:
+            return await file_rows.job_status(conn, job_id)
+
+    async def _finish(self, request: Mapping[str, Any], change: Callable[[Any], Any]) -> None:
+        """Change the job row, then nudge the aggregator to re-evaluate (and publish) it."""
+        async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:
+            await change(conn)
+            await conn.commit()
+        nudge = {
+            "job_id": request["job_id"],
+            "tenant_id": request["tenant_id"],
+            "total": 0,
+            "part_id": "import",
+        }
+        await self._producer.send_all(
+            [
+                OutgoingMessage(
+                    self._config.progress_topic,
+                    self._codecs.progress.encode(nudge),
+                    request["job_id"].encode(),
+                )
+            ]
+        )
+
+
+def _next_chunk(source: ChunkSource) -> Chunk | None:
+    """Parse errors are the file's fault: they fail the import, never the worker."""
+    try:
+        return source.next_chunk()
+    except UnreadableFile as exc:
+        raise ImportFailed(str(exc)) from exc
+    except Exception as exc:
+        log.exception("import: reading the file failed")
+        raise ImportFailed(f"The file cannot be read past row {source.rows_seen}: {exc}") from exc
+
+
+def _inside(root: Path, relative: str) -> Path:
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise UnreadableFile(f"{relative!r} is outside the file store")
+    return path
+
+
+async def _drain(tasks: list[asyncio.Task[None]]) -> None:
+    while tasks:
+        await tasks.pop(0)
+
+
+def register_import_agent(
+    app: Any,
+    topic: Any,
+    settings: Settings,
+    registry: EntityRegistry,
+    producer: AsyncProducer,
+    references: Any,
+    dead_letters: Any,
+    retrying: Callable[[Any], Any],
+    in_flight: Any = None,
+) -> Any:
+    """The Faust agent on ``bulk.imports``: one event at a time, handed back only when done.
+
+    ``in_flight`` (the stall watchdog's register) learns which partition is busy with a long
+    import, so a partition whose offset waits for one is not mistaken for a stalled one.
+    """
+    schemas_dir = default_schemas_dir()
+    runner = ImportRunner(
+        ImportConfig(
+            file_dir=settings.file_dir,
+            caps=ZipCaps(settings.zip_max_uncompressed_bytes, settings.zip_max_ratio),
+            partitions=settings.partitions,
+            records_topic=settings.topics.records,
+            progress_topic=settings.topics.progress,
+            imports_topic=settings.topics.imports,
+            libpq_url=settings.libpq_url,
+        ),
+        registry,
+        ImportCodecs(
+            imports=load_codec(schemas_dir, "bulk.imports"),
+            records=load_codec(schemas_dir, "bulk.records"),
+            progress=load_codec(schemas_dir, "bulk.progress"),
+        ),
+        producer,
+        references.for_tenant,
+        should_hand_over=lambda: bool(app.rebalancing) or bool(app.should_stop),
+    )
+
+    @app.agent(topic)
+    async def import_files(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                request = runner.decode(event.message.value)
+            except UndecodableMessage as error:
+                await retrying(lambda event=event, error=error: dead_letters.send(event, error))
+                continue
+            tp = event.message.tp
+            if in_flight is not None:
+                in_flight.begin(tp.topic, tp.partition)
+            await retrying(lambda request=request: runner.run(request))
+            if in_flight is not None:
+                in_flight.end(tp.topic, tp.partition)
+
+    return import_files
