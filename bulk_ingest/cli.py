@@ -26,7 +26,8 @@ def _stack(settings: Settings, action: str) -> int:
         status = stack_status(config)
         for service in (status.kafka, status.postgres):
             state = "running" if service.running else "stopped"
-            print(f"{service.name:9} {state:8} {service.address:22} pid={service.pid} {service.detail}")
+            where = f"{service.address:22} pid={service.pid}"
+            print(f"{service.name:9} {state:8} {where} {service.detail}")
     return 0
 
 

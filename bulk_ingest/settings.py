@@ -66,7 +66,6 @@ class Settings:
     worker_id: str = "worker"
     persist_batch_records: int = 2_000
     persist_batch_seconds: float = 0.05
-    worker_web_port: int = 0
     stall_seconds: float = 60.0
     stall_check_seconds: float = 10.0
     # --- completion side ---

@@ -67,15 +67,14 @@ class JobAggregator:
                 saved = job
             else:
                 saved = await _advance(conn, job)
-        if known is None or known["status"] != saved["status"]:
-            if saved["status"] != JobStatus.READY and saved["status"] != JobStatus.PENDING:
-                await self._publish(saved)
+        changed = known is None or known["status"] != saved["status"]
+        if changed and saved["status"] not in (JobStatus.PENDING, JobStatus.READY):
+            await self._publish(saved)
         table[job_id] = {"status": saved["status"], "processed": saved["processed"]}
 
     async def _publish(self, job: dict[str, Any]) -> None:
-        event = {k: v for k, v in job.items() if k not in ("job_id_", "failure_reason")}
         await self._producer.send_all(
-            [OutgoingMessage(self._topic, self._codec.encode(event), job["job_id"].encode())]
+            [OutgoingMessage(self._topic, self._codec.encode(job), job["job_id"].encode())]
         )
 
 

@@ -23,7 +23,7 @@ import psycopg
 
 from bulk_ingest.kafka import AsyncProducer, KafkaUnavailable, OutgoingMessage
 from bulk_ingest.settings import Settings
-from domain.codec import AvroCodec, UndecodableMessage, load_codec
+from domain.codec import UndecodableMessage, load_codec
 from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
 from domain.jobs import JobStatus, is_terminal
 from domain.outcomes import Outcome, PendingRecord, RecordFailure
@@ -58,7 +58,9 @@ class DeadLetters:
 
     async def send(self, event: Any, error: UndecodableMessage) -> None:
         message = event.message
-        log.warning("dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, error)
+        log.warning(
+            "dead-lettering %s[%s]@%s: %s", message.topic, message.partition, message.offset, error
+        )
         headers = [
             ("dlq.reason", error.reason.encode()),
             ("dlq.detail", error.detail.encode()[:1000]),
@@ -67,37 +69,34 @@ class DeadLetters:
             ("dlq.offset", str(message.offset).encode()),
         ]
         await self._producer.send_all(
-            [OutgoingMessage(self._topic, bytes(message.value or b""), message.key, headers=headers)]
+            [
+                OutgoingMessage(
+                    self._topic, bytes(message.value or b""), message.key, headers=headers
+                )
+            ]
         )
 
 
-class ReferenceTypes:
-    """Per-tenant reference types (address types, date types), cached briefly."""
+class ValidateLookups:
+    """The validate stage's database needs, over one long-lived connection.
+
+    A chunk published straight to Kafka registers its job; a chunk of a terminal job is ignored;
+    per-tenant reference types (address types, date types) are cached briefly.
+    """
 
     def __init__(self, libpq_url: str) -> None:
         self._url = libpq_url
-        self._cache: dict[str, tuple[float, Mapping[str, frozenset[str]]]] = {}
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._references: dict[str, tuple[float, Mapping[str, frozenset[str]]]] = {}
 
-    async def for_tenant(self, tenant_id: str) -> Mapping[str, frozenset[str]]:
-        cached = self._cache.get(tenant_id)
-        if cached and time.monotonic() - cached[0] < REFERENCE_TTL_SECONDS:
-            return cached[1]
-        async with await psycopg.AsyncConnection.connect(self._url) as conn:
-            cursor = await conn.execute(
-                "SELECT kind, value FROM reference_types WHERE tenant_id = %s", [tenant_id]
-            )
-            rows = await cursor.fetchall()
-        found: dict[str, set[str]] = {}
-        for kind, value in rows:
-            found.setdefault(kind, set()).add(value)
-        types = {k: frozenset(v) for k, v in found.items()} or dict(DEFAULT_REFERENCE_TYPES)
-        self._cache[tenant_id] = (time.monotonic(), types)
-        return types
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        return self._conn
 
-
-async def _ensure_job(libpq_url: str, chunk: Mapping[str, Any]) -> str | None:
-    """The job's status; a chunk published straight to Kafka registers its job."""
-    async with await psycopg.AsyncConnection.connect(libpq_url) as conn:
+    async def job_status(self, chunk: Mapping[str, Any]) -> str | None:
+        """The job's status, registering it first if it is new (None: unknown tenant)."""
+        conn = await self._connection()
         await conn.execute(
             "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
             "webhook_url) SELECT %s, %s, %s, %s, %s, 'READY', %s, %s "
@@ -116,8 +115,22 @@ async def _ensure_job(libpq_url: str, chunk: Mapping[str, Any]) -> str | None:
         )
         cursor = await conn.execute("SELECT status FROM jobs WHERE job_id = %s", [chunk["job_id"]])
         row = await cursor.fetchone()
-        await conn.commit()
-    return row[0] if row else None
+        return row[0] if row else None
+
+    async def reference_types_for(self, tenant_id: str) -> Mapping[str, frozenset[str]]:
+        cached = self._references.get(tenant_id)
+        if cached and time.monotonic() - cached[0] < REFERENCE_TTL_SECONDS:
+            return cached[1]
+        conn = await self._connection()
+        cursor = await conn.execute(
+            "SELECT kind, value FROM reference_types WHERE tenant_id = %s", [tenant_id]
+        )
+        found: dict[str, set[str]] = {}
+        for kind, value in await cursor.fetchall():
+            found.setdefault(kind, set()).add(value)
+        types = {k: frozenset(v) for k, v in found.items()} or dict(DEFAULT_REFERENCE_TYPES)
+        self._references[tenant_id] = (time.monotonic(), types)
+        return types
 
 
 def pending_records(batch: Mapping[str, Any]) -> list[PendingRecord]:
@@ -186,19 +199,26 @@ def create_app(settings: Settings) -> faust.App:
         table_cleanup_interval=60.0,
         datadir=str(datadir),
     )
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     requests_topic = app.topic(topics.requests, **raw)
     records_topic = app.topic(topics.records, **raw)
     progress_topic = app.topic(topics.progress, **raw)
     job_table = app.Table(
         "job-progress", default=None, partitions=settings.partitions, key_type=str
     )
-    producer = AsyncProducer(settings.kafka_bootstrap, client_id=f"bulk-ingest-{settings.worker_id}")
+    producer = AsyncProducer(
+        settings.kafka_bootstrap, client_id=f"bulk-ingest-{settings.worker_id}"
+    )
     tables = {name: EntityTableMap.of(registry.get(name)) for name in registry.names()}
     state: dict[str, Any] = {
         "producer": producer,
         "dlq": DeadLetters(producer, topics.dlq),
-        "references": ReferenceTypes(settings.libpq_url),
+        "lookups": ValidateLookups(settings.libpq_url),
         "persister": BatchPersister(settings.libpq_url, tables),
         "aggregator": JobAggregator(settings.libpq_url, producer, codecs.jobs, topics.jobs),
     }
@@ -220,15 +240,20 @@ def create_app(settings: Settings) -> faust.App:
         except UndecodableMessage as error:
             await state["dlq"].send(event, error)
             return
-        status = await _ensure_job(settings.libpq_url, chunk)
+        status = await state["lookups"].job_status(chunk)
         if status is None:
             log.warning("request chunk for unknown tenant %s dropped", chunk["tenant_id"])
             await state["dlq"].send(event, UndecodableMessage("unknown-tenant", chunk["tenant_id"]))
             return
         if is_terminal(JobStatus(status)):
-            log.info("job %s is %s; its chunk %s is ignored", chunk["job_id"], status, chunk["chunk_index"])
+            log.info(
+                "job %s is %s; its chunk %s is ignored",
+                chunk["job_id"],
+                status,
+                chunk["chunk_index"],
+            )
             return
-        references = await state["references"].for_tenant(chunk["tenant_id"])
+        references = await state["lookups"].reference_types_for(chunk["tenant_id"])
         batches = route_chunk(registry, chunk, references, settings.partitions)
         await state["producer"].send_all(
             OutgoingMessage(
@@ -242,7 +267,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(records_topic)
     async def persist_records(stream: Any) -> None:
-        async for events in stream.take_events(settings.persist_batch_records, within=settings.persist_batch_seconds):
+        async for events in stream.take_events(
+            settings.persist_batch_records, within=settings.persist_batch_seconds
+        ):
             tps = {(e.message.tp.topic, e.message.tp.partition) for e in events}
             for tp in tps:
                 in_flight.begin(*tp)
@@ -261,12 +288,22 @@ def create_app(settings: Settings) -> faust.App:
                 continue
             parts.setdefault(
                 (batch["job_id"], batch["part_id"]),
-                BatchPart(batch["job_id"], batch["tenant_id"], batch["part_id"], batch["total"], pending_records(batch)),
+                BatchPart(
+                    batch["job_id"],
+                    batch["tenant_id"],
+                    batch["part_id"],
+                    batch["total"],
+                    pending_records(batch),
+                ),
             )
         if not parts:
             return
         statuses = await state["persister"].job_statuses(job for job, _ in parts)
-        live = [p for p in parts.values() if not is_terminal(JobStatus(statuses.get(p.job_id, "INTERNAL_FAILURE")))]
+        live = [
+            p
+            for p in parts.values()
+            if not is_terminal(JobStatus(statuses.get(p.job_id, "INTERNAL_FAILURE")))
+        ]
         if not live:
             return
         decoded = time.perf_counter()
@@ -284,11 +321,17 @@ def create_app(settings: Settings) -> faust.App:
             OutgoingMessage(
                 topics.progress,
                 codecs.progress.encode(
-                    {"job_id": p.job_id, "tenant_id": p.tenant_id, "total": p.total, "part_id": p.part_id}
+                    {
+                        "job_id": p.job_id,
+                        "tenant_id": p.tenant_id,
+                        "total": p.total,
+                        "part_id": p.part_id,
+                    }
                 ),
                 p.job_id.encode(),
             )
-            for p in persisted.parts
+            # One nudge per job per batch: the aggregator recounts from the database anyway.
+            for p in {part.job_id: part for part in persisted.parts}.values()
         )
         encoded = time.perf_counter()
         await state["producer"].send_all(messages)
@@ -310,23 +353,39 @@ def create_app(settings: Settings) -> faust.App:
             job_id = event.key.decode()
             tp = event.message.tp
             in_flight.begin(tp.topic, tp.partition)
-            await _retrying(lambda job_id=job_id: state["aggregator"].on_progress(job_id, job_table))
+            await _retrying(
+                lambda job_id=job_id: state["aggregator"].on_progress(job_id, job_table)
+            )
             in_flight.end(tp.topic, tp.partition)
 
     watch = StallWatch(settings.kafka_bootstrap, settings.app_id, settings.stall_seconds)
 
     @app.timer(interval=settings.stall_check_seconds)
     async def watch_for_stalled_partitions() -> None:
-        owned = [(tp.topic, tp.partition) for tp in app.consumer.assignment() if tp.topic in source_topics]
+        owned = [
+            (tp.topic, tp.partition)
+            for tp in app.consumer.assignment()
+            if tp.topic in source_topics
+        ]
         stalled = await asyncio.to_thread(watch.stalled, owned, in_flight)
         if stalled:
-            log.error("partitions stalled (faust-streaming#629?): %s; exiting so they are reassigned", ", ".join(stalled))
+            log.error(
+                "partitions stalled (faust-streaming#629?): %s; exiting so they are reassigned",
+                ", ".join(stalled),
+            )
             logging.shutdown()
             os._exit(75)
 
     import_files = register_import_agent(
-        app, app.topic(topics.imports, **raw), settings, registry, producer,
-        state["references"], state["dlq"], _retrying, in_flight,
+        app,
+        app.topic(topics.imports, **raw),
+        settings,
+        registry,
+        producer,
+        state["lookups"],
+        state["dlq"],
+        _retrying,
+        in_flight,
     )
 
     app.bulk_ingest_agents = (validate_requests, persist_records, aggregate_jobs, import_files)  # type: ignore[attr-defined]
