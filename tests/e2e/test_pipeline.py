@@ -46,7 +46,12 @@ def test_5000_customers_with_3_semantic_failures(tenant, settings):
 
     done = tenant.api.wait_terminal(job["job_id"])
     assert done["status"] == "COMPLETED_WITH_ERRORS"
-    assert (done["total"], done["processed"], done["successful"], done["failed"]) == (5000, 5000, 4997, 3)
+    assert (done["total"], done["processed"], done["successful"], done["failed"]) == (
+        5000,
+        5000,
+        4997,
+        3,
+    )
     assert [(e["index"], e["errorCode"], e["external_id"]) for e in done["errors"]] == [
         (17, "InvalidReference", f"{prefix}-17"),
         (2500, "InvalidValue", f"{prefix}-2500"),
@@ -124,12 +129,21 @@ BAD_REQUESTS = [
     ({"records": [customer("x", email="not-an-email")]}, "InvalidFormat", 0, "email"),
     ({"records": [customer("x", shoeSize=44)]}, "UnknownField", 0, "shoeSize"),
     ({"records": [customer("x")], "operation": "merge"}, "InvalidOperation", None, "operation"),
-    ({"records": [customer("x")], "webhook_url": "ftp://x"}, "InvalidWebhookUrl", None, "webhook_url"),
+    (
+        {"records": [customer("x")], "webhook_url": "ftp://x"},
+        "InvalidWebhookUrl",
+        None,
+        "webhook_url",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("body", "code", "index", "field"), BAD_REQUESTS, ids=[c for _, c, _, _ in BAD_REQUESTS])
-def test_each_basic_error_is_a_422_naming_index_and_field(tenant, settings, body, code, index, field):
+@pytest.mark.parametrize(
+    ("body", "code", "index", "field"), BAD_REQUESTS, ids=[c for _, c, _, _ in BAD_REQUESTS]
+)
+def test_each_basic_error_is_a_422_naming_index_and_field(
+    tenant, settings, body, code, index, field
+):
     answer = tenant.api.post(ASYNC, body)
     assert answer.status == 422, answer.body
     error = answer.json()["errors"][0]
@@ -140,12 +154,16 @@ def test_each_basic_error_is_a_422_naming_index_and_field(tenant, settings, body
 
 
 def test_invalid_json_unknown_entity_and_max_records(tenant):
-    raw = tenant.api.request("POST", ASYNC, data=b"{not json", headers={"Content-Type": "application/json"})
+    raw = tenant.api.request(
+        "POST", ASYNC, data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert raw.status == 422 and raw.json()["errors"][0]["errorCode"] == "InvalidJson"
     unknown = tenant.api.post("/api/v1/spaceships/bulk/async", {"records": [{}]})
     assert unknown.json()["errors"][0]["errorCode"] == "UnknownEntity"
     too_many = tenant.api.post(ASYNC, {"records": [{}] * 50_001})
-    assert too_many.status == 422 and too_many.json()["errors"][0]["errorCode"] == "MaxRecordsExceeded"
+    assert (
+        too_many.status == 422 and too_many.json()["errors"][0]["errorCode"] == "MaxRecordsExceeded"
+    )
 
 
 def test_errors_are_capped_at_100_first_encountered_first(tenant):
@@ -189,14 +207,29 @@ def test_products_flow_through_the_same_pipeline(tenant, settings):
     assert body["status"] == "COMPLETED_WITH_ERRORS" and body["failed"] == 1
     assert body["errors"][0]["index"] == 4 and body["errors"][0]["errorCode"] == "InvalidValue"
     upsert = [product(f"{prefix}-{i}", price=10.5) for i in range(3)]
-    again = tenant.api.post("/api/v1/products/bulk", {"records": upsert, "operation": "upsert"}).json()
+    again = tenant.api.post(
+        "/api/v1/products/bulk", {"records": upsert, "operation": "upsert"}
+    ).json()
     assert [r["status"] for r in again["results"]] == ["UPDATED"] * 3
     assert _rows(settings, "products", tenant.tenant_id, "sku")[f"{prefix}-0"] == 10.5
 
 
 def test_job_listing_is_newest_first_with_a_cursor(tenant):
-    ids = [tenant.api.post(ASYNC, {"records": customers(unique_prefix(), 1)}).json()["job_id"] for _ in range(3)]
+    ids = [
+        tenant.api.post(ASYNC, {"records": customers(unique_prefix(), 1)}).json()["job_id"]
+        for _ in range(3)
+    ]
     page = tenant.api.get("/api/v1/jobs?limit=2").json()
     assert [j["job_id"] for j in page["jobs"]] == ids[::-1][:2]
     rest = tenant.api.get(f"/api/v1/jobs?limit=2&cursor={page['next_cursor']}").json()
     assert [j["job_id"] for j in rest["jobs"]] == [ids[0]] and rest["next_cursor"] is None
+
+
+def test_a_body_over_the_limit_is_a_clear_413(tenant, settings):
+    body = b'{"records": [' + b" " * settings.max_body_bytes + b"]}"
+    answer = tenant.api.request(
+        "POST", ASYNC, data=body, headers={"Content-Type": "application/json"}
+    )
+    assert answer.status == 413
+    error = answer.json()["errors"][0]
+    assert error["errorCode"] == "PayloadTooLarge" and "split" in error["message"]
