@@ -80,7 +80,9 @@ async def healthz(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     checks = {"postgres": await _postgres_ok(services.engine), "kafka": await _kafka_ok(services)}
     status = 200 if all(checks.values()) else 503
-    return web.json_response({"status": "ok" if status == 200 else "unavailable", **checks}, status=status)
+    return web.json_response(
+        {"status": "ok" if status == 200 else "unavailable", **checks}, status=status
+    )
 
 
 async def _postgres_ok(engine: AsyncEngine) -> bool:

@@ -205,3 +205,7 @@ def add_routes(app: web.Application) -> None:
 
     reports.add_routes(app)
     webhooks.add_routes(app)
+    from api import files, imports  # file uploads and imports (docs/imports.md)
+
+    files.add_routes(app)
+    imports.add_routes(app)

@@ -44,20 +44,36 @@ def customer_records(count: int, prefix: str) -> list[dict[str, Any]]:
 
 def copy_baseline(settings: Settings, records: list[dict[str, Any]]) -> float:
     """Seconds PostgreSQL takes to COPY the same rows into a scratch table (the floor)."""
-    columns = ["id", "tenant_id", "external_id", "first_name", "last_name", "email", "phone",
-               "company", "addresses"]
+    columns = [
+        "id",
+        "tenant_id",
+        "external_id",
+        "first_name",
+        "last_name",
+        "email",
+        "phone",
+        "company",
+        "addresses",
+    ]
     tenant = str(uuid.uuid4())
     with psycopg.connect(settings.libpq_url) as conn:
         conn.execute("CREATE TEMP TABLE bench_copy (LIKE customers INCLUDING DEFAULTS)")
         started = time.perf_counter()
-        with conn.cursor().copy(
-            f"COPY bench_copy ({', '.join(columns)}) FROM STDIN"
-        ) as copy:
+        with conn.cursor().copy(f"COPY bench_copy ({', '.join(columns)}) FROM STDIN") as copy:
             for r in records:
-                copy.write_row([
-                    str(uuid.uuid4()), tenant, r["externalId"], r["firstName"], r["lastName"],
-                    r["email"], r["phone"], r["company"], json.dumps(r["addresses"]),
-                ])
+                copy.write_row(
+                    [
+                        str(uuid.uuid4()),
+                        tenant,
+                        r["externalId"],
+                        r["firstName"],
+                        r["lastName"],
+                        r["email"],
+                        r["phone"],
+                        r["company"],
+                        json.dumps(r["addresses"]),
+                    ]
+                )
         conn.commit()
         return time.perf_counter() - started
 

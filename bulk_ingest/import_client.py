@@ -255,7 +255,7 @@ class StatusLine:
     def __init__(self, stream: IO[str]) -> None:
         self._stream = stream
         self._tty = stream.isatty()
-        self._last = 0.0
+        self._last = time.monotonic()  # off a terminal, the first line comes after an interval
         self._width = 0
 
     def show(self, text: str, *, force: bool = False) -> None:

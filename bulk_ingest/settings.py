@@ -91,6 +91,7 @@ class Settings:
     zip_max_uncompressed_bytes: int = 2 * 1024 * 1024 * 1024
     zip_max_ratio: float = 200.0
     import_chunk_rows: int = 1_000
+    import_max_rows_ahead: int = 20_000
 
     @property
     def topics(self) -> TopicNames:

@@ -17,7 +17,7 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class WebhookUrlRefused(Exception):  # noqa: N818 - reads as the outcome it reports
+class WebhookUrlRefused(Exception):
     """The URL may not be called; the message says why, for the person who submitted it."""
 
 

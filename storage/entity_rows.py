@@ -23,7 +23,9 @@ def column_name(field_name: str) -> str:
 
 def _is_complex(avro_type: Any) -> bool:
     branches = avro_type if isinstance(avro_type, list) else [avro_type]
-    return any(isinstance(b, dict) and b.get("type") in ("array", "record", "map") for b in branches)
+    return any(
+        isinstance(b, dict) and b.get("type") in ("array", "record", "map") for b in branches
+    )
 
 
 @dataclass(frozen=True)

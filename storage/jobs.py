@@ -76,7 +76,9 @@ async def job_by_idempotency_key(
     return result.mappings().one_or_none()
 
 
-async def get_job(conn: AsyncConnection, job_id: str, tenant_id: str | None = None) -> RowMapping | None:
+async def get_job(
+    conn: AsyncConnection, job_id: str, tenant_id: str | None = None
+) -> RowMapping | None:
     query = select(jobs).where(jobs.c.job_id == job_id)
     if tenant_id is not None:
         query = query.where(jobs.c.tenant_id == tenant_id)
@@ -107,10 +109,13 @@ async def mark_internal_failure(conn: AsyncConnection, job_id: str, reason: str)
 
 async def notify_terminal(conn: AsyncConnection, job_id: str) -> None:
     """Wake gateways waiting on this job (delivered when the transaction commits)."""
-    await conn.execute(text("SELECT pg_notify(:channel, :job_id)"), {
-        "channel": JOB_TERMINAL_CHANNEL,
-        "job_id": job_id,
-    })
+    await conn.execute(
+        text("SELECT pg_notify(:channel, :job_id)"),
+        {
+            "channel": JOB_TERMINAL_CHANNEL,
+            "job_id": job_id,
+        },
+    )
 
 
 async def save_progress(conn: AsyncConnection, job_id: str, values: Mapping[str, Any]) -> bool:
@@ -123,7 +128,9 @@ async def save_progress(conn: AsyncConnection, job_id: str, values: Mapping[str,
     return bool(result.rowcount)
 
 
-async def first_failures(conn: AsyncConnection, job_id: str, limit: int = MAX_LISTED_ERRORS) -> list[RowMapping]:
+async def first_failures(
+    conn: AsyncConnection, job_id: str, limit: int = MAX_LISTED_ERRORS
+) -> list[RowMapping]:
     result = await conn.execute(
         select(
             record_outcomes.c.index,

@@ -224,7 +224,7 @@ async def _ledger_outcomes(
                 error_message=message,
                 error_field=field,
                 line=line,
-                source=columns,
+                source=dict(columns) if columns else None,
             )
     return done
 

@@ -224,7 +224,7 @@ def create_app(settings: Settings) -> faust.App:
     }
 
     in_flight = InFlight()
-    source_topics = {topics.requests, topics.records, topics.progress}
+    source_topics = {topics.requests, topics.records, topics.progress, topics.imports}
 
     @app.agent(requests_topic)
     async def validate_requests(stream: Any) -> None:

@@ -7,8 +7,9 @@ The file is read in chunks of ``chunk_rows`` rows in a worker thread (parsing is
 event loop keeps serving the other agents and the consumer heartbeats). Each chunk becomes one
 ``RecordBatch`` per owning partition with part id ``chunk:partition``, exactly like a JSON job's
 request chunk after the validate stage, so the persist stage and the aggregator need nothing new.
-At most :data:`MAX_IN_FLIGHT` chunks wait for broker acknowledgement: memory stays bounded
-whatever the file's size.
+At most :data:`MAX_IN_FLIGHT` chunks wait for broker acknowledgement, and the import stays at
+most ``max_rows_ahead`` rows ahead of the persist stage (:class:`Backpressure`): memory stays
+bounded, in this worker and in the persisting ones, whatever the file's size.
 
 Only when every batch is acknowledged does the job learn its total (the row count), followed by
 a progress nudge so the aggregator re-evaluates, and only then does the handler return to Faust,
@@ -70,6 +71,7 @@ class ImportConfig:
     progress_topic: str
     imports_topic: str
     libpq_url: str
+    max_rows_ahead: int = 20_000
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,46 @@ def router_for(
     return RowRouter(definition, mapping, reference_types)
 
 
+class JobEnded(BulkIngestError):
+    """The job became terminal (cancelled, failed) while its file was being read: stop."""
+
+
+class Backpressure:
+    """Keeps an import at most ``max_ahead`` rows ahead of the persist stage.
+
+    Kafka would hold any backlog, but the persist workers' consumers prefetch it into memory and
+    their batches grow with it; an import of millions of rows must not outrun them. The job's
+    ``processed`` count (the aggregator's, from the outcome ledger) says how far they are.
+    """
+
+    POLL_SECONDS = 0.2
+
+    def __init__(self, libpq_url: str, job_id: str, max_ahead: int) -> None:
+        self._url = libpq_url
+        self._job_id = job_id
+        self._max_ahead = max_ahead
+        self._processed = 0
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    async def wait(self, sent: int, should_stop: Callable[[], bool]) -> None:
+        """Return once the pipeline has caught up enough (or a hand-over is due)."""
+        while sent - self._processed > self._max_ahead and not should_stop():
+            status, self._processed = await self._progress()
+            if is_terminal(JobStatus(status)):
+                raise JobEnded(status)
+            if sent - self._processed > self._max_ahead:
+                await asyncio.sleep(self.POLL_SECONDS)  # a pacing interval, not a synchronisation
+
+    async def _progress(self) -> tuple[str, int]:
+        if self._conn is None or self._conn.closed:
+            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        return await file_rows.job_progress(self._conn, self._job_id)
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+
+
 class ImportFailed(BulkIngestError):
     """The file cannot be imported; the job ends INTERNAL_FAILURE with this reason."""
 
@@ -234,6 +276,9 @@ class ImportRunner:
         started = time.monotonic()
         try:
             outcome = await self._produce_rows(request)
+        except JobEnded as exc:
+            log.info("import %s stopped: the job became %s", job_id, exc)
+            return
         except ImportFailed as exc:
             reason = str(exc)
             log.warning("import %s failed: %s", job_id, reason)
@@ -249,6 +294,7 @@ class ImportRunner:
         references = await self._reference_types(request["tenant_id"])
         source, closer = await asyncio.to_thread(self._open, request, references)
         in_flight: list[asyncio.Task[None]] = []
+        pace = Backpressure(self._config.libpq_url, request["job_id"], self._config.max_rows_ahead)
         try:
             while True:
                 if self._should_hand_over():
@@ -261,12 +307,14 @@ class ImportRunner:
                 in_flight.append(asyncio.create_task(self._send(chunk)))
                 if len(in_flight) >= MAX_IN_FLIGHT:
                     await in_flight.pop(0)
+                await pace.wait(source.rows_seen, self._should_hand_over)
             await _drain(in_flight)
             return source.rows_seen
         finally:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
+            await pace.close()
             await asyncio.to_thread(closer.close)
 
     def _open(
@@ -392,6 +440,7 @@ def register_import_agent(
             progress_topic=settings.topics.progress,
             imports_topic=settings.topics.imports,
             libpq_url=settings.libpq_url,
+            max_rows_ahead=settings.import_max_rows_ahead,
         ),
         registry,
         ImportCodecs(
@@ -400,7 +449,7 @@ def register_import_agent(
             progress=load_codec(schemas_dir, "bulk.progress"),
         ),
         producer,
-        references.for_tenant,
+        references.reference_types_for,
         should_hand_over=lambda: bool(app.rebalancing) or bool(app.should_stop),
     )
 

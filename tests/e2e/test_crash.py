@@ -15,7 +15,8 @@ from tests.support.records import customers, unique_prefix
 def _ledger(settings, job_id: str) -> tuple[int, int]:
     with psycopg.connect(settings.libpq_url) as conn:
         return conn.execute(
-            "SELECT count(*), count(DISTINCT index) FROM record_outcomes WHERE job_id = %s", [job_id]
+            "SELECT count(*), count(DISTINCT index) FROM record_outcomes WHERE job_id = %s",
+            [job_id],
         ).fetchone()
 
 
@@ -30,7 +31,12 @@ def _stored_rows(settings, tenant_id: str) -> tuple[int, int]:
 def _assert_exact(settings, tenant, job_id: str, total: int) -> None:
     done = tenant.api.wait_terminal(job_id, timeout=180)
     assert done["status"] == "COMPLETED", done
-    assert (done["total"], done["processed"], done["successful"], done["failed"]) == (total, total, total, 0)
+    assert (done["total"], done["processed"], done["successful"], done["failed"]) == (
+        total,
+        total,
+        total,
+        0,
+    )
     assert _ledger(settings, job_id) == (total, total)
     assert _stored_rows(settings, tenant.tenant_id) == (total, total)
     events = outcome_events(settings.kafka_bootstrap, settings.topics.outcomes, job_id, total)
@@ -68,5 +74,7 @@ def test_two_workers_share_one_job(tenant, settings, service):
         if tp.topic == settings.topics.records
     }
     assert len(owners) == 2, f"records partitions should be spread over two workers: {members}"
-    job = tenant.api.post("/api/v1/customers/bulk/async", {"records": customers(unique_prefix(), 8000)}).json()
+    job = tenant.api.post(
+        "/api/v1/customers/bulk/async", {"records": customers(unique_prefix(), 8000)}
+    ).json()
     _assert_exact(settings, tenant, job["job_id"], 8000)

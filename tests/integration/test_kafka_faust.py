@@ -49,7 +49,13 @@ def test_avro_event_from_confluent_kafka_reaches_a_faust_agent(stack_settings, t
     assert producer.flush(30) == 0
 
     probe = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "tests/integration/faust_probe.py"), bootstrap, topic, "3"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "tests/integration/faust_probe.py"),
+            bootstrap,
+            topic,
+            "3",
+        ],
         capture_output=True,
         text=True,
         timeout=120,

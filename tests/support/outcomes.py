@@ -12,14 +12,22 @@ from domain.codec import load_codec
 from domain.entities import default_schemas_dir
 
 
-def outcome_events(bootstrap: str, topic: str, job_id: str, expected: int, timeout: float = 60) -> dict[int, list[dict[str, Any]]]:
+def outcome_events(
+    bootstrap: str, topic: str, job_id: str, expected: int, timeout: float = 60
+) -> dict[int, list[dict[str, Any]]]:
     """Every outcome event of ``job_id`` by index, read from the start of the topic."""
     codec = load_codec(default_schemas_dir(), "bulk.outcomes")
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"test-{uuid.uuid4()}", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
     )
     metadata = consumer.list_topics(topic, timeout=10)
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.topics[topic].partitions])
+    consumer.assign(
+        [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.topics[topic].partitions]
+    )
     by_index: dict[int, list[dict[str, Any]]] = defaultdict(list)
     import time
 

@@ -16,7 +16,9 @@ def customer(key: str, **overrides: Any) -> dict[str, Any]:
         "firstName": "Ada",
         "lastName": "Lovelace",
         "email": f"{key}@example.com",
-        "addresses": [{"type": "home", "line1": "12 St James's Sq", "city": "London", "country": "GB"}],
+        "addresses": [
+            {"type": "home", "line1": "12 St James's Sq", "city": "London", "country": "GB"}
+        ],
         "importantDates": [{"type": "birthday", "date": "1815-12-10"}],
     }
     record.update(overrides)
@@ -28,6 +30,12 @@ def customers(prefix: str, count: int) -> list[dict[str, Any]]:
 
 
 def product(sku: str, **overrides: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {"sku": sku, "name": f"Desk {sku}", "price": 349.0, "currency": "EUR", "tags": ["office"]}
+    record: dict[str, Any] = {
+        "sku": sku,
+        "name": f"Desk {sku}",
+        "price": 349.0,
+        "currency": "EUR",
+        "tags": ["office"],
+    }
     record.update(overrides)
     return record

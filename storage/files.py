@@ -1,0 +1,319 @@
+"""The file store and the ``files`` / ``imports`` tables.
+
+Files live under ``<file_dir>/<tenant_id>/<file_id>``; an upload is written to
+``<file_dir>/.uploads/<random>.part`` first and renamed into place once it is profiled and its
+row is about to be committed, so a reader never sees half a file. The gateway writes and purges
+files; the workers only read them (the directory must be shared by both).
+
+A file is *importable* while it is neither deleted, purged nor past ``expires_at``
+(``storage=directory`` files never expire). The purge removes expired and deleted files, except
+those a live import still reads; the import creation locks the file row, so an import and the
+purge of its file never interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from domain.jobs import TERMINAL_STATUSES, JobStatus
+from storage.jobs import JOB_TERMINAL_CHANNEL, NewJob, insert_job
+from storage.tables import files, imports, jobs
+
+UPLOADS = ".uploads"
+STALE_UPLOAD_SECONDS = 24 * 3600.0
+_LIVE = [str(s) for s in (JobStatus.PENDING, JobStatus.READY, JobStatus.STARTED)]
+_TERMINAL = [str(s) for s in TERMINAL_STATUSES]
+
+
+class FileStore:
+    """Where uploaded bytes live on disk; paths in rows are relative to ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def upload_path(self) -> Path:
+        folder = self.root / UPLOADS
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{uuid.uuid4().hex}.part"
+
+    def place(self, upload: Path, tenant_id: str, file_id: str) -> str:
+        """Move a finished upload into place; returns its path relative to the store."""
+        relative = f"{tenant_id}/{file_id}"
+        target = self.root / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(upload, target)
+        return relative
+
+    def absolute(self, relative: str) -> Path:
+        path = (self.root / relative).resolve()
+        if not path.is_relative_to(self.root.resolve()):
+            raise ValueError(f"{relative!r} is outside the file store")
+        return path
+
+    def remove(self, relative: str) -> None:
+        self.absolute(relative).unlink(missing_ok=True)
+
+    def remove_stale_uploads(self) -> int:
+        """Half-written uploads of a gateway that died; returns how many were removed."""
+        folder = self.root / UPLOADS
+        cutoff = time.time() - STALE_UPLOAD_SECONDS
+        removed = 0
+        for leftover in folder.glob("*.part") if folder.is_dir() else ():
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                pass
+        return removed
+
+
+# --- gateway side (SQLAlchemy) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewFile:
+    file_id: str
+    tenant_id: str
+    sha256: str
+    size: int
+    format: str
+    storage: str
+    path: str
+    filename: str | None
+    content_type: str | None
+    profile: Mapping[str, Any]
+    expires_at: datetime | None
+
+
+async def insert_file(conn: AsyncConnection, new: NewFile) -> RowMapping:
+    result = await conn.execute(insert(files).values(**new.__dict__).returning(files))
+    return result.mappings().one()
+
+
+class FileState(StrEnum):
+    LIVE = "live"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+
+
+def file_state(row: Mapping[str, Any], now: datetime) -> FileState:
+    if row["deleted_at"] is not None:
+        return FileState.DELETED
+    expires_at = row["expires_at"]
+    if row["purged_at"] is not None or (expires_at is not None and expires_at <= now):
+        return FileState.EXPIRED
+    return FileState.LIVE
+
+
+async def get_file(conn: AsyncConnection, tenant_id: str, file_id: str) -> RowMapping | None:
+    result = await conn.execute(
+        select(files).where(files.c.tenant_id == tenant_id, files.c.file_id == file_id)
+    )
+    return result.mappings().one_or_none()
+
+
+async def file_by_sha256(conn: AsyncConnection, tenant_id: str, sha256: str) -> RowMapping | None:
+    """The tenant's newest upload with these bytes, importable ones first."""
+    gone = files.c.deleted_at.is_not(None) | files.c.purged_at.is_not(None)
+    result = await conn.execute(
+        select(files)
+        .where(files.c.tenant_id == tenant_id, files.c.sha256 == sha256)
+        .order_by(gone, files.c.created_at.desc())
+        .limit(1)
+    )
+    return result.mappings().one_or_none()
+
+
+async def mark_deleted(conn: AsyncConnection, tenant_id: str, file_id: str) -> bool:
+    """Hide the file at once; the purge removes its bytes once no live import reads them."""
+    result = await conn.execute(
+        update(files)
+        .where(
+            files.c.tenant_id == tenant_id,
+            files.c.file_id == file_id,
+            files.c.deleted_at.is_(None),
+            files.c.purged_at.is_(None),
+        )
+        .values(deleted_at=func.now())
+    )
+    return bool(result.rowcount)
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """A live import that keeps an exclusive one from starting (or is exclusive itself)."""
+
+    job_id: str
+    status: str
+    exclusive: bool
+
+
+@dataclass(frozen=True)
+class FileGone:
+    state: FileState
+
+
+async def create_import(
+    conn: AsyncConnection,
+    job: NewJob,
+    *,
+    file_id: str,
+    exclusive: bool,
+    options: Mapping[str, Any],
+) -> Blocked | FileGone | None:
+    """Insert the job and its import row, unless blocked; run inside one transaction.
+
+    A transaction-scoped advisory lock per (tenant, entity) makes check-and-create atomic: two
+    concurrent exclusive imports cannot both see "nothing running". An exclusive import waits
+    for no live import; any import waits for no live exclusive one.
+    """
+    lock_key = f"bulk-ingest/import/{job.tenant_id}/{job.entity}"
+    await conn.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": lock_key}
+    )
+    file_row = (
+        (
+            await conn.execute(
+                select(files).where(files.c.file_id == file_id).with_for_update(read=True)
+            )
+        )
+        .mappings()
+        .one()
+    )
+    now = (await conn.execute(select(func.now()))).scalar_one()
+    state = file_state(file_row, now)
+    if state is not FileState.LIVE:
+        return FileGone(state)
+    blocker = await _live_import(conn, job.tenant_id, job.entity, exclusive)
+    if blocker is not None:
+        return blocker
+    await insert_job(conn, job)
+    await conn.execute(
+        insert(imports).values(
+            job_id=job.job_id,
+            tenant_id=job.tenant_id,
+            entity=job.entity,
+            file_id=file_id,
+            exclusive=exclusive,
+            options=dict(options),
+        )
+    )
+    return None
+
+
+async def _live_import(
+    conn: AsyncConnection, tenant_id: str, entity: str, exclusive: bool
+) -> Blocked | None:
+    query = (
+        select(jobs.c.job_id, jobs.c.status, imports.c.exclusive)
+        .select_from(jobs.join(imports, imports.c.job_id == jobs.c.job_id))
+        .where(
+            jobs.c.tenant_id == tenant_id,
+            jobs.c.entity == entity,
+            jobs.c.source == "file",
+            jobs.c.status.in_(_LIVE),
+        )
+        .order_by(jobs.c.created_at)
+        .limit(1)
+    )
+    if not exclusive:
+        query = query.where(imports.c.exclusive.is_(True))
+    row = (await conn.execute(query)).mappings().one_or_none()
+    return Blocked(row["job_id"], row["status"], row["exclusive"]) if row else None
+
+
+async def purge_files(conn: AsyncConnection, store: FileStore, limit: int = 100) -> int:
+    """Remove the bytes of expired and deleted files no live import reads; returns the count.
+
+    Rows stay (marked ``purged_at``) so an import naming a purged file hears "expired", not
+    "unknown". Bytes go before the row is marked: a crash in between only repeats the unlink.
+    """
+    live_reader = exists().where(
+        imports.c.file_id == files.c.file_id,
+        imports.c.job_id == jobs.c.job_id,
+        jobs.c.status.in_(_LIVE),
+    )
+    due = (
+        select(files.c.file_id, files.c.path)
+        .where(
+            files.c.purged_at.is_(None),
+            files.c.deleted_at.is_not(None) | (files.c.expires_at < func.now()),
+            ~live_reader,
+        )
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=files)
+    )
+    rows = (await conn.execute(due)).all()
+    for _, relative in rows:
+        store.remove(relative)
+    if rows:
+        await conn.execute(
+            update(files)
+            .where(files.c.file_id.in_([file_id for file_id, _ in rows]))
+            .values(purged_at=func.now())
+        )
+    return len(rows)
+
+
+# --- worker side (psycopg) ------------------------------------------------------------------------
+
+
+async def job_status(conn: psycopg.AsyncConnection[Any], job_id: str) -> str | None:
+    cursor = await conn.execute("SELECT status FROM jobs WHERE job_id = %s", [job_id])
+    row = await cursor.fetchone()
+    return row[0] if row else None
+
+
+async def job_progress(conn: psycopg.AsyncConnection[Any], job_id: str) -> tuple[str, int]:
+    """(status, processed) of a job, for an import pacing itself."""
+    cursor = await conn.execute("SELECT status, processed FROM jobs WHERE job_id = %s", [job_id])
+    row = await cursor.fetchone()
+    return (row[0], int(row[1])) if row else (str(JobStatus.INTERNAL_FAILURE), 0)
+
+
+async def record_total(conn: psycopg.AsyncConnection[Any], job_id: str, total: int) -> None:
+    """The parsed file's row count becomes the job's total; an empty file finishes the job.
+
+    A total of 0 means "not known yet" to the aggregator, so a file without data rows is made
+    COMPLETED here (nothing to wait for); the aggregator then publishes its terminal event.
+    """
+    if total > 0:
+        await conn.execute(
+            "UPDATE jobs SET total = %s, updated_at = now() "
+            "WHERE job_id = %s AND status <> ALL(%s)",
+            [total, job_id, _TERMINAL],
+        )
+        return
+    cursor = await conn.execute(
+        "UPDATE jobs SET status = %s, total = 0, processed = 0, successful = 0, failed = 0, "
+        "skipped = 0, started_at = coalesce(started_at, now()), completed_at = now(), "
+        "updated_at = now() WHERE job_id = %s AND status <> ALL(%s)",
+        [str(JobStatus.COMPLETED), job_id, _TERMINAL],
+    )
+    if cursor.rowcount:
+        await conn.execute("SELECT pg_notify(%s, %s)", [JOB_TERMINAL_CHANNEL, job_id])
+
+
+async def fail_import(conn: psycopg.AsyncConnection[Any], job_id: str, reason: str) -> None:
+    """The file could not be read: the job ends INTERNAL_FAILURE with the reason."""
+    cursor = await conn.execute(
+        "UPDATE jobs SET status = %s, failure_reason = %s, completed_at = now(), "
+        "updated_at = now() WHERE job_id = %s AND status <> ALL(%s)",
+        [str(JobStatus.INTERNAL_FAILURE), reason, job_id, _TERMINAL],
+    )
+    if cursor.rowcount:
+        await conn.execute("SELECT pg_notify(%s, %s)", [JOB_TERMINAL_CHANNEL, job_id])
