@@ -94,7 +94,11 @@ class BatchPersister:
         conn = await self._connection()
         records = [r for part in parts for r in part.records]
         async with conn.transaction():
-            done = await _ledger_outcomes(conn, records)
+            seen = await _parts_seen_before(conn, parts)
+            done = await _ledger_outcomes(
+                conn,
+                [r for part in parts if (part.job_id, part.part_id) in seen for r in part.records],
+            )
             pending = [r for r in records if (r.job_id, r.index) not in done]
             stored = await self._stored_rows(conn, pending)
             decided, writes = decide_batch(pending, stored, self._key_fields)
@@ -194,6 +198,24 @@ class BatchPersister:
         )
 
 
+async def _parts_seen_before(
+    conn: psycopg.AsyncConnection[Any], parts: Sequence[BatchPart]
+) -> set[tuple[str, str]]:
+    """Parts with a ``job_parts`` row: only their records can already be in the ledger.
+
+    Ledger rows and part rows are written in the same transaction, so a part without a row was
+    never decided and the (costly) ledger lookup is skipped for it: a redelivery pays for the
+    lookup, the first delivery does not.
+    """
+    cursor = await conn.execute(
+        "SELECT p.job_id::text, p.part_id FROM job_parts p "
+        "JOIN unnest(%s::uuid[], %s::text[]) AS wanted(job_id, part_id) "
+        "ON p.job_id = wanted.job_id AND p.part_id = wanted.part_id",
+        [[part.job_id for part in parts], [part.part_id for part in parts]],
+    )
+    return {(job_id, part_id) for job_id, part_id in await cursor.fetchall()}
+
+
 async def _ledger_outcomes(
     conn: psycopg.AsyncConnection[Any], records: Sequence[PendingRecord]
 ) -> dict[tuple[str, int], Outcome]:
@@ -204,10 +226,13 @@ async def _ledger_outcomes(
         meta[(r.job_id, r.index)] = r
     done: dict[tuple[str, int], Outcome] = {}
     for job_id, indexes in by_job.items():
+        # A join on unnest, not "index = ANY(%s)": with a parameter array PostgreSQL may scan the
+        # whole job and test each row against the array (quadratic as the job grows).
         cursor = await conn.execute(
-            "SELECT index, key, status, record_id::text, error_code, error_message, error_field, "
-            "line, source FROM record_outcomes WHERE job_id = %s AND index = ANY(%s)",
-            [job_id, indexes],
+            "SELECT r.index, r.key, r.status, r.record_id::text, r.error_code, r.error_message, "
+            "r.error_field, r.line, r.source FROM unnest(%s::bigint[]) AS wanted(index) "
+            "JOIN record_outcomes r ON r.job_id = %s AND r.index = wanted.index",
+            [indexes, job_id],
         )
         rows = await cursor.fetchall()
         for index, key, status, record_id, code, message, field, line, columns in rows:
