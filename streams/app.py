@@ -20,6 +20,7 @@ from typing import Any
 
 import faust
 import psycopg
+from faust.types import TP
 
 from bulk_ingest.kafka import AsyncProducer, KafkaUnavailable, OutgoingMessage
 from bulk_ingest.settings import Settings
@@ -360,6 +361,8 @@ def create_app(settings: Settings) -> faust.App:
 
     watch = StallWatch(settings.kafka_bootstrap, settings.app_id, settings.stall_seconds)
 
+    reseeked: set[tuple[str, int]] = set()
+
     @app.timer(interval=settings.stall_check_seconds)
     async def watch_for_stalled_partitions() -> None:
         owned = [
@@ -367,14 +370,20 @@ def create_app(settings: Settings) -> faust.App:
             for tp in app.consumer.assignment()
             if tp.topic in source_topics
         ]
-        stalled = await asyncio.to_thread(watch.stalled, owned, in_flight)
-        if stalled:
+        stalls = await asyncio.to_thread(watch.stalled, owned, in_flight)
+        fatal = [s for s in stalls if (s.topic, s.partition) in reseeked]
+        if fatal:
             log.error(
-                "partitions stalled (faust-streaming#629?): %s; exiting so they are reassigned",
-                ", ".join(stalled),
+                "partitions still stalled after a seek (faust-streaming#629?): %s; exiting so "
+                "they are reassigned",
+                ", ".join(map(str, fatal)),
             )
             logging.shutdown()
             os._exit(75)
+        for stall in stalls:
+            log.warning("partition stalled: %s; seeking it back to its committed offset", stall)
+            reseeked.add((stall.topic, stall.partition))
+            await app.consumer.seek(TP(stall.topic, stall.partition), stall.committed)
 
     import_files = register_import_agent(
         app,

@@ -5,9 +5,10 @@ can own a partition and never fetch from it: the records there wait forever and 
 finishes. The watchdog asks the broker, independently of Faust's state, for the high watermark
 and the group's committed offset of every partition this worker owns. A partition with lag whose
 committed offset has not moved for ``stall_seconds``, and on which no event is being processed,
-is stalled: the worker exits, its supervisor starts it again, and the rebalance that follows
-hands the partition to a consumer that reads it. Nothing is lost: offsets were never committed
-past unprocessed records.
+is stalled. The first remedy is to seek the partition back to its committed offset, which resets
+the consumer's fetch state without a rebalance; if the same partition stalls again, the worker
+exits, its supervisor starts it again, and the rebalance that follows hands the partition to a
+consumer that reads it. Nothing is lost: offsets were never committed past unprocessed records.
 """
 
 from __future__ import annotations
@@ -24,18 +25,34 @@ log = logging.getLogger("bulk_ingest.watchdog")
 
 @dataclass
 class InFlight:
-    """Which partitions have an event being processed right now (agents report here)."""
+    """Which partitions are being worked on, and when they last were (agents report here)."""
 
     _since: dict[tuple[str, int], float] = field(default_factory=dict)
+    _last: dict[tuple[str, int], float] = field(default_factory=dict)
 
     def begin(self, topic: str, partition: int) -> None:
-        self._since[(topic, partition)] = time.monotonic()
+        self._since[(topic, partition)] = self._last[(topic, partition)] = time.monotonic()
 
     def end(self, topic: str, partition: int) -> None:
         self._since.pop((topic, partition), None)
+        self._last[(topic, partition)] = time.monotonic()
 
     def busy(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._since
+
+    def last_activity(self, topic: str, partition: int) -> float:
+        return self._last.get((topic, partition), 0.0)
+
+
+@dataclass(frozen=True)
+class Stall:
+    topic: str
+    partition: int
+    committed: int
+    high_watermark: int
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}] at {self.committed} of {self.high_watermark}"
 
 
 @dataclass
@@ -55,8 +72,8 @@ class StallWatch:
         )
         self._seen: dict[tuple[str, int], _Observation] = {}
 
-    def stalled(self, owned: Iterable[tuple[str, int]], in_flight: InFlight) -> list[str]:
-        """Descriptions of owned partitions that lag and have not moved for too long."""
+    def stalled(self, owned: Iterable[tuple[str, int]], in_flight: InFlight) -> list[Stall]:
+        """Owned partitions that lag and have neither moved nor been worked on for too long."""
         owned = sorted(set(owned))
         self._seen = {tp: obs for tp, obs in self._seen.items() if tp in owned}
         if not owned:
@@ -67,7 +84,7 @@ class StallWatch:
             log.warning("stall check skipped: %s", exc)
             return []
 
-    def _stalled(self, owned: list[tuple[str, int]], in_flight: InFlight) -> list[str]:
+    def _stalled(self, owned: list[tuple[str, int]], in_flight: InFlight) -> list[Stall]:
         committed = self._consumer.committed([TopicPartition(t, p) for t, p in owned], timeout=10)
         now = time.monotonic()
         stalled = []
@@ -81,8 +98,10 @@ class StallWatch:
             if seen is None or seen.committed != position or in_flight.busy(*key):
                 self._seen[key] = _Observation(position, now)
                 continue
-            if high > position and now - seen.since > self._stall_seconds:
-                stalled.append(f"{tp.topic}[{tp.partition}] at {position} of {high}")
+            quiet_since = max(seen.since, in_flight.last_activity(*key))
+            if high > position and now - quiet_since > self._stall_seconds:
+                stalled.append(Stall(tp.topic, tp.partition, position, high))
+                self._seen[key] = _Observation(position, now)  # give the remedy time to act
         return stalled
 
     def close(self) -> None:
