@@ -21,11 +21,12 @@ from aiohttp import web
 from sqlalchemy.engine import RowMapping
 
 from api.app import SERVICES, Services
-from api.errors import HttpProblem, problem
+from api.errors import HttpProblem
 from api.files import file_store_of, zip_caps
 from api.presenters import API_PREFIX, job_object, job_url
 from api.routes import authenticate, read_json
-from bulk_ingest.kafka import KafkaUnavailable, OutgoingMessage
+from api.submission import publish_job
+from bulk_ingest.kafka import OutgoingMessage
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
 from domain.codec import AvroCodec, load_codec
 from domain.entities import EntityDefinition, default_schemas_dir
@@ -278,21 +279,7 @@ async def _publish(
     message = OutgoingMessage(
         services.settings.topics.imports, app[IMPORTS_CODEC].encode(event), job.job_id.encode()
     )
-    try:
-        await services.producer.send_all([message])
-    except KafkaUnavailable as exc:
-        log.error("import %s could not be published: %s", job.job_id, exc)
-        async with services.engine.begin() as conn:
-            await job_store.mark_internal_failure(conn, job.job_id, f"publish failed: {exc}")
-        raise problem(
-            503,
-            ErrorCode.ServiceUnavailable,
-            "The import could not be queued (Kafka is unavailable); job "
-            f"{job.job_id} is marked INTERNAL_FAILURE. Retry the request.",
-            headers={"Retry-After": "5"},
-        ) from exc
-    async with services.engine.begin() as conn:
-        await job_store.mark_ready(conn, job.job_id)
+    await publish_job(services.engine, services.producer, job.job_id, [message], "import")
 
 
 def add_routes(app: web.Application) -> None:

@@ -161,18 +161,32 @@ class JobSubmitter:
         messages: Sequence[OutgoingMessage] = [
             OutgoingMessage(self._topic, self._codec.encode(chunk), key) for chunk in chunks
         ]
-        try:
-            await self._producer.send_all(messages)
-        except KafkaUnavailable as exc:
-            log.error("job %s could not be published: %s", job.job_id, exc)
-            async with self._engine.begin() as conn:
-                await job_store.mark_internal_failure(conn, job.job_id, f"publish failed: {exc}")
-            raise problem(
-                503,
-                ErrorCode.ServiceUnavailable,
-                "The records could not be queued for processing (Kafka is unavailable); "
-                f"job {job.job_id} is marked INTERNAL_FAILURE. Retry the request.",
-                headers={"Retry-After": "5"},
-            ) from exc
-        async with self._engine.begin() as conn:
-            await job_store.mark_ready(conn, job.job_id)
+        await publish_job(self._engine, self._producer, job.job_id, messages, "records")
+
+
+async def publish_job(
+    engine: AsyncEngine,
+    producer: AsyncProducer,
+    job_id: str,
+    messages: Sequence[OutgoingMessage],
+    what: str,
+) -> None:
+    """Publish a job's messages, then mark it READY.
+
+    If Kafka does not take them, the job becomes INTERNAL_FAILURE and the caller answers 503.
+    """
+    try:
+        await producer.send_all(messages)
+    except KafkaUnavailable as exc:
+        log.error("job %s could not be published: %s", job_id, exc)
+        async with engine.begin() as conn:
+            await job_store.mark_internal_failure(conn, job_id, f"publish failed: {exc}")
+        raise problem(
+            503,
+            ErrorCode.ServiceUnavailable,
+            f"The {what} could not be queued for processing (Kafka is unavailable); "
+            f"job {job_id} is marked INTERNAL_FAILURE. Retry the request.",
+            headers={"Retry-After": "5"},
+        ) from exc
+    async with engine.begin() as conn:
+        await job_store.mark_ready(conn, job_id)

@@ -66,8 +66,8 @@ class Settings:
     worker_id: str = "worker"
     persist_batch_records: int = 2_000
     persist_batch_seconds: float = 0.05
-    stall_seconds: float = 60.0
-    stall_check_seconds: float = 10.0
+    stall_seconds: float = 15.0
+    stall_check_seconds: float = 5.0
     # --- completion side ---
     report_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "reports")
     file_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "files")

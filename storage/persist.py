@@ -22,6 +22,7 @@ from psycopg import sql
 
 from domain.jobs import RecordStatus
 from domain.outcomes import Outcome, PendingRecord, StoredRow, Writes, decide_batch, part_counts
+from storage.connection import StageConnection
 from storage.entity_rows import EntityTableMap
 
 LEDGER_COLUMNS = (
@@ -58,22 +59,15 @@ class PersistedBatch:
 
 class BatchPersister:
     def __init__(self, libpq_url: str, tables: Mapping[str, EntityTableMap]) -> None:
-        self._url = libpq_url
+        self._connection = StageConnection(libpq_url)
         self._tables = tables
         self._key_fields = {name: t.key_field for name, t in tables.items()}
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._url)
-        return self._conn
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        await self._connection.close()
 
     async def job_statuses(self, job_ids: Iterable[str]) -> dict[str, str]:
-        conn = await self._connection()
+        conn = await self._connection.get()
         async with conn.transaction():
             cursor = await conn.execute(
                 "SELECT job_id::text, status FROM jobs WHERE job_id = ANY(%s::uuid[])",
@@ -85,13 +79,11 @@ class BatchPersister:
         try:
             return await self._persist(parts)
         except psycopg.OperationalError:
-            if self._conn is not None:
-                await self._conn.close()
-            self._conn = None
+            await self._connection.discard()
             raise
 
     async def _persist(self, parts: Sequence[BatchPart]) -> PersistedBatch:
-        conn = await self._connection()
+        conn = await self._connection.get()
         records = [r for part in parts for r in part.records]
         async with conn.transaction():
             seen = await _parts_seen_before(conn, parts)

@@ -18,6 +18,7 @@ import psycopg
 from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
 from domain.codec import AvroCodec
 from domain.jobs import JobProgress, JobStatus, is_terminal
+from storage.connection import StageConnection
 from storage.jobs import JOB_TERMINAL_CHANNEL
 
 _JOB_COLUMNS = (
@@ -30,35 +31,26 @@ class JobAggregator:
     def __init__(
         self, libpq_url: str, producer: AsyncProducer, jobs_codec: AvroCodec, jobs_topic: str
     ) -> None:
-        self._url = libpq_url
+        self._connection = StageConnection(libpq_url)
         self._producer = producer
         self._codec = jobs_codec
         self._topic = jobs_topic
-        self._conn: psycopg.AsyncConnection[Any] | None = None
-
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed:
-            self._conn = await psycopg.AsyncConnection.connect(self._url)
-        return self._conn
 
     async def close(self) -> None:
-        if self._conn is not None:
-            await self._conn.close()
+        await self._connection.close()
 
     async def on_progress(self, job_id: str, table: MutableMapping[str, Any]) -> None:
         try:
             await self._on_progress(job_id, table)
         except psycopg.OperationalError:
-            if self._conn is not None:
-                await self._conn.close()
-            self._conn = None
+            await self._connection.discard()
             raise
 
     async def _on_progress(self, job_id: str, table: MutableMapping[str, Any]) -> None:
         known = table.get(job_id)
         if known is not None and is_terminal(JobStatus(known["status"])):
             return
-        conn = await self._connection()
+        conn = await self._connection.get()
         async with conn.transaction():
             job = await _locked_job(conn, job_id)
             if job is None:

@@ -29,6 +29,7 @@ from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_sch
 from domain.jobs import JobStatus, is_terminal
 from domain.outcomes import Outcome, PendingRecord, RecordFailure
 from domain.routing import routing_key
+from storage.connection import StageConnection
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
 from streams.aggregate import JobAggregator
@@ -86,18 +87,12 @@ class ValidateLookups:
     """
 
     def __init__(self, libpq_url: str) -> None:
-        self._url = libpq_url
-        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._connection = StageConnection(libpq_url, autocommit=True)
         self._references: dict[str, tuple[float, Mapping[str, frozenset[str]]]] = {}
-
-    async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        return self._conn
 
     async def job_status(self, chunk: Mapping[str, Any]) -> str | None:
         """The job's status, registering it first if it is new (None: unknown tenant)."""
-        conn = await self._connection()
+        conn = await self._connection.get()
         await conn.execute(
             "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
             "webhook_url) SELECT %s, %s, %s, %s, %s, 'READY', %s, %s "
@@ -122,7 +117,7 @@ class ValidateLookups:
         cached = self._references.get(tenant_id)
         if cached and time.monotonic() - cached[0] < REFERENCE_TTL_SECONDS:
             return cached[1]
-        conn = await self._connection()
+        conn = await self._connection.get()
         cursor = await conn.execute(
             "SELECT kind, value FROM reference_types WHERE tenant_id = %s", [tenant_id]
         )

@@ -56,9 +56,9 @@ def _test_settings() -> Settings:
         report_dir=state_dir / f"reports-{run}",
         file_dir=state_dir / f"files-{run}",
         sync_timeout_seconds=30.0,
-        # A stalled partition (faust-streaming#629) restarts its worker within ~25 s.
-        stall_seconds=20.0,
-        stall_check_seconds=5.0,
+        # A stalled partition (faust-streaming#629) is sought back within ~10 s.
+        stall_seconds=8.0,
+        stall_check_seconds=2.0,
         webhook_allow_loopback=True,
         # Webhook retries in seconds, not hours, so the completion tests see several attempts.
         webhook_initial_backoff_seconds=0.5,
