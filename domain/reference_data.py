@@ -37,7 +37,7 @@ _COUNTRY_CODES = """
 _CURRENCY_CODES = """
     AED AFN ALL AMD AOA ARS AUD AWG AZN
     BAM BBD BDT BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
-    CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK
+    CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUP CVE CZK
     DJF DKK DOP DZD
     EGP ERN ETB EUR
     FJD FKP
@@ -58,7 +58,7 @@ _CURRENCY_CODES = """
     UAH UGX USD USN UYI UYU UYW UZS
     VED VES VND VUV
     WST
-    XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX
+    XAD XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XTS XUA XXX
     YER
     ZAR ZMW ZWG
 """
@@ -70,5 +70,7 @@ ISO_4217_CURRENCIES: frozenset[str] = frozenset(_CURRENCY_CODES.split())
 """Active ISO 4217 alphabetic codes (List One), funds and precious-metal codes included.
 
 Withdrawn codes are left out: HRK (euro since 2023), ANG (replaced by XCG in 2025), SLL (replaced
-by SLE), ZWL (replaced by ZWG in 2024), BGN (euro since 2026).
+by SLE), ZWL (replaced by ZWG in 2024), BGN (euro since 2026), CUC (withdrawn in Cuba). Both lists
+were compared with pycountry 26.2.16's ISO data on 2026-11-22 and match it exactly (XAD, the
+Arab Accounting Dinar, added then).
 """
