@@ -19,13 +19,14 @@ from typing import Any
 
 from aiohttp import web
 from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
 
 from api.app import SERVICES, Services
 from api.errors import HttpProblem
 from api.files import file_store_of, zip_caps
 from api.presenters import API_PREFIX, job_object, job_url
 from api.routes import authenticate, read_json
-from api.submission import publish_job
+from api.submission import earlier_job, publish_job, request_fingerprint
 from bulk_ingest.kafka import OutgoingMessage
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
 from domain.codec import AvroCodec, load_codec
@@ -50,7 +51,13 @@ def _invalid(errors: tuple[ApiError, ...] | list[ApiError]) -> HttpProblem:
 async def start_import(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
-    _, body = await read_json(request, services)
+    raw, body = await read_json(request, services)
+    key = request.headers.get("Idempotency-Key") or None
+    request_hash = request_fingerprint("POST", "imports", raw)
+    if key:
+        earlier = await earlier_job(services.engine, tenant_id, key, request_hash)
+        if earlier is not None:
+            return _accepted(earlier, replayed=True)
     try:
         wanted = parse_import_request(services.registry, body)
     except InvalidInput as exc:
@@ -60,14 +67,25 @@ async def start_import(request: web.Request) -> web.Response:
     options = _read_options(FileProfile.from_dict(file_row["profile"]), wanted)
     await _check_mapping(services, definition, file_row, options, wanted)
     await _check_webhook(services, wanted)
-    job = await _create_job(services, tenant_id, wanted, file_row, options)
+    try:
+        job = await _create_job(services, tenant_id, wanted, file_row, options, key, request_hash)
+    except IntegrityError:  # a concurrent request with the same Idempotency-Key won the race
+        earlier = await earlier_job(services.engine, tenant_id, key or "", request_hash)
+        if earlier is None:
+            raise
+        return _accepted(earlier, replayed=True)
     await _publish(request.app, services, job, wanted, file_row, options)
     async with services.engine.connect() as conn:
         row = await job_store.get_job(conn, job.job_id)
     assert row is not None
-    return web.json_response(
-        job_object(row, []), status=202, headers={"Location": job_url(job.job_id)}
-    )
+    return _accepted(row, replayed=False)
+
+
+def _accepted(job: Mapping[str, Any], *, replayed: bool) -> web.Response:
+    headers = {"Location": job_url(job["job_id"])}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    return web.json_response(job_object(job, []), status=202, headers=headers)
 
 
 # --- the file -------------------------------------------------------------------------------------
@@ -196,6 +214,8 @@ async def _create_job(
     wanted: ImportRequest,
     file_row: Mapping[str, Any],
     options: ReadOptions,
+    idempotency_key: str | None,
+    request_hash: str,
 ) -> job_store.NewJob:
     job = job_store.NewJob(
         job_id=str(uuid.uuid4()),
@@ -205,6 +225,8 @@ async def _create_job(
         source="file",
         total=0,
         webhook_url=wanted.webhook_url,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
     chunk_rows = services.settings.import_chunk_rows
     async with services.engine.begin() as conn:

@@ -135,16 +135,7 @@ class JobSubmitter:
         return Submitted(job, replayed=False)
 
     async def _replay(self, tenant_id: str, key: str, request_hash: str) -> RowMapping | None:
-        async with self._engine.connect() as conn:
-            earlier = await job_store.job_by_idempotency_key(conn, tenant_id, key)
-        if earlier is not None and earlier["request_hash"] != request_hash:
-            raise problem(
-                409,
-                ErrorCode.IdempotencyKeyReused,
-                f"Idempotency-Key {key!r} was already used for a different request "
-                f"(job {earlier['job_id']}); use a new key for a new request.",
-            )
-        return earlier
+        return await earlier_job(self._engine, tenant_id, key, request_hash)
 
     async def _publish(
         self, job: job_store.NewJob, request: BulkRequest, definition: EntityDefinition
@@ -162,6 +153,25 @@ class JobSubmitter:
             OutgoingMessage(self._topic, self._codec.encode(chunk), key) for chunk in chunks
         ]
         await publish_job(self._engine, self._producer, job.job_id, messages, "records")
+
+
+async def earlier_job(
+    engine: AsyncEngine, tenant_id: str, key: str, request_hash: str
+) -> RowMapping | None:
+    """The job an earlier request with this Idempotency-Key created, if any.
+
+    The same key with a different request is a client error (409 IdempotencyKeyReused).
+    """
+    async with engine.connect() as conn:
+        earlier = await job_store.job_by_idempotency_key(conn, tenant_id, key)
+    if earlier is not None and earlier["request_hash"] != request_hash:
+        raise problem(
+            409,
+            ErrorCode.IdempotencyKeyReused,
+            f"Idempotency-Key {key!r} was already used for a different request "
+            f"(job {earlier['job_id']}); use a new key for a new request.",
+        )
+    return earlier
 
 
 async def publish_job(

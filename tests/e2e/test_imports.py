@@ -688,3 +688,20 @@ def test_cli_reports_a_refused_import_clearly(tenant, service, tmp_path):
     assert (
         "answered 422" in finished.stderr and "MissingRequiredField (externalId)" in finished.stderr
     )
+
+
+def test_idempotency_key_replays_an_import_and_rejects_a_different_one(tenant):
+    prefix = unique_prefix()
+    data = f"externalId,firstName,lastName\n{prefix}-1,Ada,Lovelace\n".encode()
+    file_id = uploaded(tenant.api, data)["file_id"]
+    headers = {"Idempotency-Key": f"import-{prefix}"}
+    body = {"file_id": file_id, "entity": "customers"}
+    first = tenant.api.post(IMPORTS, body, headers=headers)
+    replay = tenant.api.post(IMPORTS, body, headers=headers)
+    assert first.status == replay.status == 202
+    assert replay.json()["job_id"] == first.json()["job_id"]
+    assert replay.headers.get("Idempotent-Replayed") == "true"
+    other = tenant.api.post(IMPORTS, {**body, "operation": "upsert"}, headers=headers)
+    assert other.status == 409
+    assert other.json()["errors"][0]["errorCode"] == "IdempotencyKeyReused"
+    assert tenant.api.wait_terminal(first.json()["job_id"])["successful"] == 1
