@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = tenants_actions.add_parser("create", help="create a tenant, print its keys as JSON")
     create.add_argument("name")
     commands.add_parser("topics", help="create the topics (idempotent)")
+    commands.add_parser(
+        "prepare", help="migrations, topics and consumer offsets: what `up` runs before workers"
+    )
     commands.add_parser("gateway", help="run the HTTP gateway")
     commands.add_parser("worker", help="run a stream worker (validate, persist, aggregate)")
     commands.add_parser("consumers", help="run the webhook dispatcher and report writer")
@@ -155,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from storage.db import migrate
 
         migrate(settings.sqlalchemy_url)
+        return 0
+    if args.command == "prepare":
+        prepare_backends(settings)
         return 0
     if args.command == "topics":
         from bulk_ingest.kafka import ensure_topics
