@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
@@ -33,6 +34,14 @@ class HttpProblem(Exception):
 
 def problem(status: int, code: ErrorCode, message: str, **kwargs: object) -> HttpProblem:
     return HttpProblem(status, [ApiError(code, message)], **kwargs)  # type: ignore[arg-type]
+
+
+def id_or_404(value: str, noun: str) -> str:
+    """The canonical form of an id from a path; anything that is not a UUID names nothing (404)."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise problem(404, ErrorCode.NotFound, f"{noun} {value} does not exist.") from exc
 
 
 def error_response(

@@ -24,7 +24,7 @@ from typing import IO, Any
 from aiohttp import web
 
 from api.app import SERVICES, Services
-from api.errors import HttpProblem, problem
+from api.errors import HttpProblem, id_or_404, problem
 from api.presenters import API_PREFIX, iso
 from api.routes import authenticate
 from bulk_ingest.settings import Settings
@@ -241,17 +241,10 @@ def _write(out: IO[bytes], digest: Any, data: bytes, last: bool = False) -> None
 # --- profile and delete ---------------------------------------------------------------------------
 
 
-def _file_id_or_404(value: str) -> str:
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise problem(404, ErrorCode.NotFound, f"File {value} does not exist.") from exc
-
-
 async def get_file(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
-    file_id = _file_id_or_404(request.match_info["file_id"])
+    file_id = id_or_404(request.match_info["file_id"], "File")
     async with services.engine.connect() as conn:
         row = await file_store.get_file(conn, tenant_id, file_id)
     if row is None or file_store.file_state(row, datetime.now(UTC)) is not FileState.LIVE:
@@ -262,7 +255,7 @@ async def get_file(request: web.Request) -> web.Response:
 async def delete_file(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
-    file_id = _file_id_or_404(request.match_info["file_id"])
+    file_id = id_or_404(request.match_info["file_id"], "File")
     async with services.engine.begin() as conn:
         deleted = await file_store.mark_deleted(conn, tenant_id, file_id)
     if not deleted:

@@ -8,41 +8,22 @@ the same store writes them right away, so a terminal job's files are always serv
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from aiohttp import web
 from sqlalchemy.engine import RowMapping
 
-from api.app import SERVICES, Services
+from api.app import Services
 from api.errors import problem
 from api.presenters import API_PREFIX, job_url
-from api.routes import authenticate
+from api.routes import owned_job
 from domain.errors import ErrorCode
 from domain.jobs import JobStatus, is_terminal
-from storage import jobs as job_store
 from storage.reports import ReportStore
 
 CSV_TYPE = "text/csv; charset=utf-8"
 ZIP_TYPE = "application/zip"
 RESULT_FORMATS = ("zip", "csv")
-
-
-async def owned_job(request: web.Request) -> tuple[Services, RowMapping]:
-    """The job named in the path if it belongs to the caller's tenant; 404 otherwise."""
-    services = request.app[SERVICES]
-    tenant_id = await authenticate(request)
-    job_id = request.match_info["job_id"]
-    not_found = problem(404, ErrorCode.NotFound, f"Job {job_id} does not exist.")
-    try:
-        canonical = str(uuid.UUID(job_id))
-    except ValueError as exc:
-        raise not_found from exc
-    async with services.engine.connect() as conn:
-        job = await job_store.get_job(conn, canonical, tenant_id)
-    if job is None:
-        raise not_found
-    return services, job
 
 
 def _ready(job: RowMapping) -> None:

@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 from aiohttp import web
+from sqlalchemy.engine import RowMapping
 
 from api.app import SERVICES, Services
-from api.errors import problem
+from api.errors import id_or_404, problem
 from api.presenters import API_PREFIX, job_object, job_url, record_results
 from api.submission import request_fingerprint
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
@@ -143,24 +144,22 @@ async def _job_body(conn: Any, job: Any) -> dict[str, Any]:
     return job_object(job, failures)
 
 
-async def get_job(request: web.Request) -> web.Response:
+async def owned_job(request: web.Request) -> tuple[Services, RowMapping]:
+    """The job named in the path if it belongs to the caller's tenant; 404 otherwise."""
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
-    job_id = request.match_info["job_id"]
+    job_id = id_or_404(request.match_info["job_id"], "Job")
     async with services.engine.connect() as conn:
-        job = await job_store.get_job(conn, _uuid_or_404(job_id), tenant_id)
-        if job is None:
-            raise problem(404, ErrorCode.NotFound, f"Job {job_id} does not exist.")
+        job = await job_store.get_job(conn, job_id, tenant_id)
+    if job is None:
+        raise problem(404, ErrorCode.NotFound, f"Job {job_id} does not exist.")
+    return services, job
+
+
+async def get_job(request: web.Request) -> web.Response:
+    services, job = await owned_job(request)
+    async with services.engine.connect() as conn:
         return web.json_response(await _job_body(conn, job))
-
-
-def _uuid_or_404(value: str) -> str:
-    import uuid
-
-    try:
-        return str(uuid.UUID(value))
-    except ValueError as exc:
-        raise problem(404, ErrorCode.NotFound, f"Job {value} does not exist.") from exc
 
 
 async def list_jobs(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from api.errors import problem
 from api.presenters import API_PREFIX, iso
-from api.reports import owned_job
+from api.routes import owned_job
 from consumers.completion import schedule_webhook
 from domain.errors import ErrorCode
 from domain.jobs import JobStatus, is_terminal

@@ -30,13 +30,13 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-import psycopg
-
-from bench.common import bench_tenant, machine, rss_mb
+from bench.common import bench_tenant, copy_baseline, machine, rss_mb
 from bulk_ingest.import_client import (
     ClientError,
     Gateway,
@@ -45,7 +45,7 @@ from bulk_ingest.import_client import (
     progress_line,
     upload,
 )
-from bulk_ingest.settings import Settings, load_settings
+from bulk_ingest.settings import load_settings
 
 HEADER = [
     "External ID",
@@ -188,31 +188,14 @@ def poll_job(gateway: Gateway, job: dict, patience: float = 120.0) -> dict:
             time.sleep(2)
 
 
-def copy_baseline(settings: Settings, path: Path) -> float:
-    """Seconds PostgreSQL takes to COPY the same rows into a scratch table like ``customers``."""
-    columns = [
-        "id",
-        "tenant_id",
-        "external_id",
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "company",
-        "addresses",
-    ]
-    tenant = str(uuid.uuid4())
-    with psycopg.connect(settings.libpq_url) as conn, path.open(newline="", encoding="utf-8") as f:
-        conn.execute("CREATE TEMP TABLE bench_copy (LIKE customers INCLUDING DEFAULTS)")
+def csv_copy_rows(path: Path) -> Iterator[list[Any]]:
+    """The benchmark CSV's rows as customer COPY rows (see bench.common.copy_baseline)."""
+    with path.open(newline="", encoding="utf-8") as f:
         reader = csv.reader(f)
         next(reader)
-        started = time.perf_counter()
-        with conn.cursor().copy(f"COPY bench_copy ({', '.join(columns)}) FROM STDIN") as copy:
-            for r in reader:
-                address = [{"type": r[6], "line1": r[7], "city": r[8], "country": r[9]}]
-                copy.write_row([str(uuid.uuid4()), tenant, *r[:6], json.dumps(address)])
-        conn.commit()
-        return time.perf_counter() - started
+        for r in reader:
+            address = [{"type": r[6], "line1": r[7], "city": r[8], "country": r[9]}]
+            yield [*r[:6], json.dumps(address)]
 
 
 def _seconds(job: dict, start: str, end: str) -> float | None:
@@ -275,7 +258,7 @@ def main() -> None:
     print("memory:")
     for text in watch.report(reset):
         print(text)
-    copy_s = copy_baseline(settings, path)
+    copy_s = copy_baseline(settings, csv_copy_rows(path))
     print(
         f"COPY baseline: {copy_s:.1f} s = {rows / copy_s:,.0f} rows/s "
         f"(import takes x{import_s / copy_s:.1f} the COPY time)"

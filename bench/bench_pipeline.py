@@ -18,7 +18,7 @@ import time
 import urllib.request
 import uuid
 
-from bench.common import bench_tenant, copy_baseline, customer_records, machine
+from bench.common import bench_tenant, copy_baseline, customer_records, machine, record_copy_rows
 from bulk_ingest.settings import load_settings
 
 TERMINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "INTERNAL_FAILURE", "CANCELLED"}
@@ -73,10 +73,10 @@ def main() -> None:
     rows = []
     for run in range(1, args.runs + 1):
         records = customer_records(args.records, f"a{uuid.uuid4().hex[:6]}")
-        copy_s = copy_baseline(settings, records)
+        copy_s = copy_baseline(settings, record_copy_rows(records))
         result = async_job(args.url, api_key, records)
         sync_records = customer_records(args.sync_records, f"s{uuid.uuid4().hex[:6]}")
-        sync_copy_s = copy_baseline(settings, sync_records)
+        sync_copy_s = copy_baseline(settings, record_copy_rows(sync_records))
         sync_s = sync_call(args.url, api_key, sync_records)
         rows.append((result, copy_s, sync_s, sync_copy_s))
         rate = args.records / result["process_s"]

@@ -6,6 +6,7 @@ import json
 import os
 import time
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -42,40 +43,47 @@ def customer_records(count: int, prefix: str) -> list[dict[str, Any]]:
     ]
 
 
-def copy_baseline(settings: Settings, records: list[dict[str, Any]]) -> float:
-    """Seconds PostgreSQL takes to COPY the same rows into a scratch table (the floor)."""
-    columns = [
-        "id",
-        "tenant_id",
-        "external_id",
-        "first_name",
-        "last_name",
-        "email",
-        "phone",
-        "company",
-        "addresses",
-    ]
+COPY_COLUMNS = (
+    "id",
+    "tenant_id",
+    "external_id",
+    "first_name",
+    "last_name",
+    "email",
+    "phone",
+    "company",
+    "addresses",
+)
+
+
+def copy_baseline(settings: Settings, rows: Iterable[Sequence[Any]]) -> float:
+    """Seconds PostgreSQL takes to COPY the same rows into a scratch table (the floor).
+
+    ``rows`` are customer column values from ``external_id`` to ``addresses`` (JSON text).
+    """
     tenant = str(uuid.uuid4())
     with psycopg.connect(settings.libpq_url) as conn:
         conn.execute("CREATE TEMP TABLE bench_copy (LIKE customers INCLUDING DEFAULTS)")
         started = time.perf_counter()
-        with conn.cursor().copy(f"COPY bench_copy ({', '.join(columns)}) FROM STDIN") as copy:
-            for r in records:
-                copy.write_row(
-                    [
-                        str(uuid.uuid4()),
-                        tenant,
-                        r["externalId"],
-                        r["firstName"],
-                        r["lastName"],
-                        r["email"],
-                        r["phone"],
-                        r["company"],
-                        json.dumps(r["addresses"]),
-                    ]
-                )
+        with conn.cursor().copy(f"COPY bench_copy ({', '.join(COPY_COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([str(uuid.uuid4()), tenant, *row])
         conn.commit()
         return time.perf_counter() - started
+
+
+def record_copy_rows(records: Iterable[dict[str, Any]]) -> Iterator[list[Any]]:
+    """The COPY rows of customer records shaped like ``customer_records`` makes them."""
+    for r in records:
+        yield [
+            r["externalId"],
+            r["firstName"],
+            r["lastName"],
+            r["email"],
+            r["phone"],
+            r["company"],
+            json.dumps(r["addresses"]),
+        ]
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
