@@ -46,7 +46,11 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     schemas_dir = default_schemas_dir()
     engine = async_engine(settings.sqlalchemy_url, pool_size=10)
-    producer = AsyncProducer(settings.kafka_bootstrap, client_id="bulk-ingest-gateway")
+    producer = AsyncProducer(
+        settings.kafka_bootstrap,
+        client_id="bulk-ingest-gateway",
+        delivery_timeout_seconds=settings.kafka_delivery_timeout_seconds,
+    )
     request_codec = load_codec(schemas_dir, "bulk.requests")
     waiter = JobWaiter(settings.libpq_url)
     waiter.start()

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from bulk_ingest.failures import FailureKind, classify
 from domain.errors import MAX_ERRORS, ApiError, ErrorCode, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -57,9 +58,11 @@ def error_response(
 _STATUS_CODES = {
     401: ErrorCode.Unauthorized,
     404: ErrorCode.NotFound,
-    405: ErrorCode.InvalidOperation,
+    405: ErrorCode.MethodNotAllowed,
     413: ErrorCode.PayloadTooLarge,
 }
+_KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
+RETRY_AFTER_SECONDS = "5"
 
 
 @web.middleware
@@ -79,12 +82,44 @@ async def error_middleware(
         if exc.status < 400:
             raise
         code = _STATUS_CODES.get(exc.status, ErrorCode.InvalidParameter)
-        return error_response(exc.status, [ApiError(code, exc.reason)], dict(exc.headers))
-    except Exception:
+        # Only headers that mean something here: the exception's own Content-Type would clash
+        # with the JSON body.
+        headers = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+        message = _http_message(request, exc)
+        return error_response(exc.status, [ApiError(code, message)], headers)
+    except Exception as exc:
+        if classify(exc) is FailureKind.TRANSIENT or classify(_cause(exc)) is FailureKind.TRANSIENT:
+            log.warning("%s %s: a dependency is unavailable: %s", request.method, request.path, exc)
+            return error_response(
+                503,
+                [ApiError(ErrorCode.ServiceUnavailable, _UNAVAILABLE)],
+                {"Retry-After": RETRY_AFTER_SECONDS},
+            )
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(
             500, [ApiError(ErrorCode.InternalError, "The service failed; the error is logged.")]
         )
+
+
+_UNAVAILABLE = (
+    "The service cannot reach its database or message broker right now. Retry the request "
+    "(with the same Idempotency-Key, if you sent one)."
+)
+
+
+def _cause(exc: BaseException) -> BaseException:
+    """The driver error under SQLAlchemy's wrapper (``.orig``), or the exception's cause."""
+    inner = getattr(exc, "orig", None) or exc.__cause__
+    return inner if isinstance(inner, BaseException) else exc
+
+
+def _http_message(request: web.Request, exc: web.HTTPException) -> str:
+    if exc.status == 404:
+        return f"There is nothing at {request.path}; the API lives under /api/v1."
+    if exc.status == 405:
+        allowed = exc.headers.get("Allow", "") or "another method"
+        return f"{request.method} is not allowed on {request.path}; use {allowed}."
+    return exc.reason
 
 
 def _too_large(exc: web.HTTPRequestEntityTooLarge) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
@@ -13,6 +12,7 @@ from api.errors import id_or_404, problem
 from api.presenters import API_PREFIX, job_object, job_url, record_results
 from api.submission import request_fingerprint
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
+from domain import strict_json
 from domain.errors import ApiError, ErrorCode, InvalidInput
 from domain.jobs import JobStatus, is_terminal
 from domain.validation import BulkRequest, Operation, invalid_json_error, validate_bulk_request
@@ -55,8 +55,8 @@ async def read_json(request: web.Request, services: Services) -> tuple[bytes, An
             "the records over several jobs or upload them as a file to /api/v1/files.",
         ) from exc
     try:
-        return raw, json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return raw, strict_json.loads(raw)
+    except strict_json.JsonRejected as exc:
         raise invalid_json_error(str(exc)) from exc
 
 

@@ -1,8 +1,14 @@
-"""Accepting a job: write the job row, publish its records as Avro chunks, mark it READY.
+"""Accepting a job: encode its chunks, write the job row, publish the chunks, mark it READY.
 
-The job row is committed before anything is published, so a record on Kafka always has a job.
-If publishing fails the job becomes INTERNAL_FAILURE and the caller gets a 503; the chunks that
-did reach Kafka are then ignored by the workers (they skip records of terminal jobs).
+Everything that can refuse the records (validation, Avro encoding) runs before the job row is
+committed, so a refused request leaves nothing behind. The job row is committed before anything
+is published, so a record on Kafka always has a job. If publishing fails the caller gets a
+``503``, the job is *abandoned* — its Idempotency-Key released at once, so a retry with the same
+key creates a new job — and a worker's sweeper fails the records that never arrived
+(``RecordNotReceived``) and ends it ``INTERNAL_FAILURE``.
+
+Chunks hold at most ``chunk_records`` records and at most :data:`MAX_CHUNK_BYTES` bytes: a
+request of very large records is cut into more, smaller chunks.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.errors import problem
-from bulk_ingest.kafka import AsyncProducer, KafkaUnavailable, OutgoingMessage
+from bulk_ingest.kafka import MAX_MESSAGE_BYTES, AsyncProducer, KafkaUnavailable, OutgoingMessage
 from domain.codec import AvroCodec
 from domain.entities import EntityDefinition
 from domain.errors import ErrorCode
@@ -28,6 +34,7 @@ from domain.validation import BulkRequest, to_avro_record
 from storage import jobs as job_store
 
 log = logging.getLogger(__name__)
+MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES // 2
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,35 @@ def avro_chunks(
         }
 
 
+def encoded_chunks(
+    codec: AvroCodec,
+    request: BulkRequest,
+    definition: EntityDefinition,
+    *,
+    job_id: str,
+    tenant_id: str,
+    source: str,
+    chunk_records: int,
+    max_bytes: int = MAX_CHUNK_BYTES,
+) -> list[bytes]:
+    """The job's chunks, encoded; chunks of fewer records when some would be too large."""
+    while True:
+        encoded = [
+            codec.encode(chunk)
+            for chunk in avro_chunks(
+                request,
+                definition,
+                job_id=job_id,
+                tenant_id=tenant_id,
+                source=source,
+                chunk_records=chunk_records,
+            )
+        ]
+        if chunk_records == 1 or all(len(payload) <= max_bytes for payload in encoded):
+            return encoded
+        chunk_records = max(1, chunk_records // 2)
+
+
 class JobSubmitter:
     def __init__(
         self,
@@ -118,6 +154,7 @@ class JobSubmitter:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
+        messages = self._messages(new_job, request, definition)  # before anything is kept
         try:
             async with self._engine.begin() as conn:
                 await job_store.insert_job(conn, new_job)
@@ -128,7 +165,7 @@ class JobSubmitter:
             if earlier is None:
                 raise
             return Submitted(earlier, replayed=True)
-        await self._publish(new_job, request, definition)
+        await publish_job(self._engine, self._producer, new_job.job_id, messages, "records")
         async with self._engine.connect() as conn:
             job = await job_store.get_job(conn, new_job.job_id)
         assert job is not None
@@ -137,11 +174,12 @@ class JobSubmitter:
     async def _replay(self, tenant_id: str, key: str, request_hash: str) -> RowMapping | None:
         return await earlier_job(self._engine, tenant_id, key, request_hash)
 
-    async def _publish(
+    def _messages(
         self, job: job_store.NewJob, request: BulkRequest, definition: EntityDefinition
-    ) -> None:
+    ) -> list[OutgoingMessage]:
         key = job.job_id.encode()
-        chunks = avro_chunks(
+        payloads = encoded_chunks(
+            self._codec,
             request,
             definition,
             job_id=job.job_id,
@@ -149,10 +187,7 @@ class JobSubmitter:
             source=job.source,
             chunk_records=self._chunk_records,
         )
-        messages: Sequence[OutgoingMessage] = [
-            OutgoingMessage(self._topic, self._codec.encode(chunk), key) for chunk in chunks
-        ]
-        await publish_job(self._engine, self._producer, job.job_id, messages, "records")
+        return [OutgoingMessage(self._topic, payload, key) for payload in payloads]
 
 
 async def earlier_job(
@@ -183,19 +218,24 @@ async def publish_job(
 ) -> None:
     """Publish a job's messages, then mark it READY.
 
-    If Kafka does not take them, the job becomes INTERNAL_FAILURE and the caller answers 503.
+    If Kafka does not take them, the job is abandoned (see the module docstring) and the caller
+    answers 503; any other failure abandons it too before it propagates.
     """
     try:
         await producer.send_all(messages)
-    except KafkaUnavailable as exc:
+    except Exception as exc:
         log.error("job %s could not be published: %s", job_id, exc)
+        reason = f"The {what} could not be published to Kafka: {exc}"
         async with engine.begin() as conn:
-            await job_store.mark_internal_failure(conn, job_id, f"publish failed: {exc}")
+            await job_store.abandon_job(conn, job_id, reason[:1000])
+        if not isinstance(exc, KafkaUnavailable):
+            raise
         raise problem(
             503,
             ErrorCode.ServiceUnavailable,
-            f"The {what} could not be queued for processing (Kafka is unavailable); "
-            f"job {job_id} is marked INTERNAL_FAILURE. Retry the request.",
+            f"The {what} could not be queued for processing (Kafka is unavailable); job "
+            f"{job_id} will end INTERNAL_FAILURE. Retry the request: the same Idempotency-Key "
+            "creates a new job.",
             headers={"Retry-After": "5"},
         ) from exc
     async with engine.begin() as conn:

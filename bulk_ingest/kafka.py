@@ -19,7 +19,27 @@ MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class KafkaUnavailable(Exception):
-    """The broker could not be reached or refused a request; retrying later may succeed."""
+    """The broker could not be reached or timed out; retrying later may succeed."""
+
+
+class KafkaRefused(Exception):
+    """The client or the broker refuses this message (too large, invalid): retrying cannot help."""
+
+
+_REFUSALS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError._INVALID_ARG,
+        KafkaError.TOPIC_AUTHORIZATION_FAILED,
+    }
+)
+
+
+def _delivery_error(error: KafkaError, topic: str | None) -> Exception:
+    text = f"delivery to {topic} failed: {error.str()}"
+    return KafkaRefused(text) if error.code() in _REFUSALS else KafkaUnavailable(text)
 
 
 def ensure_topics(bootstrap: str, topics: TopicNames, partitions: int, timeout: float = 30) -> None:
@@ -128,10 +148,12 @@ def topic_partition_counts(bootstrap: str, names: Iterable[str]) -> dict[str, in
     return {name: len(metadata.topics[name].partitions) for name in names}
 
 
-def producer_config(bootstrap: str, client_id: str) -> dict[str, Any]:
+def producer_config(
+    bootstrap: str, client_id: str, delivery_timeout_seconds: float = 30.0
+) -> dict[str, Any]:
     return {
         # Fail a delivery after 30 s instead of librdkafka's 5 minutes: the caller is waiting.
-        "delivery.timeout.ms": 30_000,
+        "delivery.timeout.ms": int(delivery_timeout_seconds * 1000),
         "bootstrap.servers": bootstrap,
         "client.id": client_id,
         "enable.idempotence": True,
@@ -163,8 +185,10 @@ class AsyncProducer:
     acknowledged every message, or raises :class:`KafkaUnavailable` naming the first failure.
     """
 
-    def __init__(self, bootstrap: str, client_id: str) -> None:
-        self._producer = Producer(producer_config(bootstrap, client_id))
+    def __init__(
+        self, bootstrap: str, client_id: str, delivery_timeout_seconds: float = 30.0
+    ) -> None:
+        self._producer = Producer(producer_config(bootstrap, client_id, delivery_timeout_seconds))
         self._stopping = threading.Event()
         self._poller = threading.Thread(target=self._poll_forever, daemon=True, name="kafka-poll")
         self._poller.start()
@@ -175,6 +199,9 @@ class AsyncProducer:
 
     async def send_all(self, messages: Iterable[OutgoingMessage]) -> None:
         """Produce every message and return once the broker acknowledged all of them.
+
+        Raises :class:`KafkaUnavailable` (retry later) or :class:`KafkaRefused` (a message the
+        broker will never take) for the first message that failed.
 
         One latch per call, not one future per message: at tens of thousands of outcome events
         a second, per-message futures and cross-thread wake-ups cost more than the produce.
@@ -201,6 +228,8 @@ class AsyncProducer:
                 return
             except BufferError:  # local queue full: let deliveries drain (backpressure)
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                raise _delivery_error(exc.args[0], message.topic) from exc
 
     def list_topics(self, timeout: float) -> Any:
         return self._producer.list_topics(timeout=timeout)
@@ -219,7 +248,7 @@ class _DeliveryLatch:
         self._lock = threading.Lock()
         self._pending = 0
         self._closed = False
-        self._error: KafkaUnavailable | None = None
+        self._error: Exception | None = None
         self._settled = False
         self.done: asyncio.Future[None] = loop.create_future()
 
@@ -236,9 +265,7 @@ class _DeliveryLatch:
         with self._lock:
             self._pending -= 1
             if error is not None and self._error is None:
-                self._error = KafkaUnavailable(
-                    f"delivery to {message.topic()} failed: {error.str()}"
-                )
+                self._error = _delivery_error(error, message.topic())
             self._maybe_settle()
 
     def _maybe_settle(self) -> None:
@@ -248,7 +275,7 @@ class _DeliveryLatch:
             self._settled = True
             self._loop.call_soon_threadsafe(self._settle, self._error)
 
-    def _settle(self, error: KafkaUnavailable | None) -> None:
+    def _settle(self, error: Exception | None) -> None:
         if self.done.done():
             return
         if error is None:

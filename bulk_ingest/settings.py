@@ -51,6 +51,7 @@ class Settings:
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_controller_port: int = 9093
     kafka_version: str = "4.3.0"
+    kafka_delivery_timeout_seconds: float = 30.0
     topic_requests: str = "bulk.requests"
     topic_records: str = "bulk.records"
     topic_outcomes: str = "bulk.outcomes"
@@ -68,6 +69,11 @@ class Settings:
     persist_batch_seconds: float = 0.05
     stall_seconds: float = 15.0
     stall_check_seconds: float = 5.0
+    poison_attempts: int = 3
+    incomplete_job_seconds: float = 600.0
+    incomplete_job_check_seconds: float = 30.0
+    max_job_records: int = 1_000_000
+    fault_injection_key: str = ""
     # --- completion side ---
     report_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "reports")
     file_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "files")
@@ -167,6 +173,15 @@ def _check(settings: Settings) -> None:
         )
     if settings.max_body_bytes < 1024:
         raise SettingsError(f"{PREFIX}MAX_BODY_BYTES must be at least 1024")
+    if settings.poison_attempts < 1:
+        raise SettingsError(f"{PREFIX}POISON_ATTEMPTS must be at least 1")
+    if settings.incomplete_job_seconds <= settings.kafka_delivery_timeout_seconds:
+        raise SettingsError(
+            f"{PREFIX}INCOMPLETE_JOB_SECONDS must exceed {PREFIX}KAFKA_DELIVERY_TIMEOUT_SECONDS: "
+            "a job still being published is not incomplete"
+        )
+    if settings.max_job_records < settings.max_async_records:
+        raise SettingsError(f"{PREFIX}MAX_JOB_RECORDS must be at least {PREFIX}MAX_ASYNC_RECORDS")
 
 
 def settings_documentation() -> list[tuple[str, str]]:

@@ -19,15 +19,18 @@ from collections.abc import Awaitable, Callable
 
 from confluent_kafka import Consumer
 
+from bulk_ingest.dead_letters import DeadLetterQueue
 from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.settings import Settings
 from bulk_ingest.ssrf import WebhookPolicy
+from bulk_ingest.stage_runner import RetryPolicy, StageRunner
 from consumers.completion import CompletionHandler, MissedWebhookSweep
 from consumers.dispatcher import DispatcherConfig, WebhookDispatcher
-from consumers.job_events import JobEventConsumer, consumer_config, dead_letter_sender
+from consumers.job_events import CompletionStage, JobEventConsumer, consumer_config
 from domain.codec import load_codec
 from domain.entities import default_schemas_dir
 from storage.db import async_engine
+from storage.message_failures import MessageFailureLog
 from storage.reports import ReportStore
 
 log = logging.getLogger("bulk_ingest.consumers")
@@ -44,7 +47,11 @@ async def serve(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
     engine = async_engine(settings.sqlalchemy_url)
-    producer = AsyncProducer(settings.kafka_bootstrap, client_id=f"{settings.app_id}-consumers")
+    producer = AsyncProducer(
+        settings.kafka_bootstrap,
+        client_id=f"{settings.app_id}-consumers",
+        delivery_timeout_seconds=settings.kafka_delivery_timeout_seconds,
+    )
     policy = WebhookPolicy.from_settings(
         settings.webhook_allow_loopback,
         settings.webhook_allowed_networks,
@@ -55,12 +62,21 @@ async def serve(settings: Settings) -> None:
         engine, ReportStore(settings.report_dir, engine), on_scheduled=dispatcher.wake
     )
     group_id = f"{settings.app_id}.consumers"
+    dead_letters = DeadLetterQueue(producer, settings.topics.dlq)
+    failures = MessageFailureLog(settings.libpq_url, group_id)
+    runner = StageRunner(
+        CompletionStage(
+            load_codec(default_schemas_dir(), "bulk.jobs"), completion.on_terminal, dead_letters
+        ),
+        dead_letters,
+        failures,
+        RetryPolicy(poison_attempts=settings.poison_attempts),
+        stopping=stopping,
+    )
     job_events = JobEventConsumer(
         Consumer(consumer_config(settings.kafka_bootstrap, group_id)),
         settings.topics.jobs,
-        load_codec(default_schemas_dir(), "bulk.jobs"),
-        completion.on_terminal,
-        dead_letter_sender(producer, settings.topics.dlq),
+        runner,
     )
     sweep = MissedWebhookSweep(
         engine,
@@ -88,6 +104,7 @@ async def serve(settings: Settings) -> None:
         if failures:
             raise failures[0]
     finally:
+        await failures.close()
         await asyncio.to_thread(producer.close)
         await engine.dispose()
         log.info("consumers stopped")

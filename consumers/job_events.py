@@ -3,21 +3,27 @@
 A plain confluent-kafka consumer (not Faust: this stage keeps no table and needs exact control
 over commits). Offsets are committed by hand, after the handler has finished — the webhook
 scheduled in PostgreSQL and the report files renamed into place — so a crash at any point
-means the event is read again, and the idempotent handler makes that harmless. A handler
-failure (database or disk trouble) is retried with backoff; the partition waits, nothing is
-skipped. Undecodable payloads go to the dead-letter topic with the reason in headers.
+means the event is read again, and the idempotent handler makes that harmless.
+
+Failures follow the workers' policy (:mod:`bulk_ingest.stage_runner`): database or disk
+trouble is retried with backoff, the partition waits and nothing is skipped; an event that
+fails for any other reason is retried ``BULK_INGEST_POISON_ATTEMPTS`` times (recorded in
+PostgreSQL) and then dead-lettered, and the partition moves on (the missed-webhook sweep still
+schedules that job's webhook). Undecodable payloads go to the dead-letter topic at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
+from bulk_ingest.stage_runner import StageRunner, Stopped
 from domain.codec import AvroCodec, UndecodableMessage
 from domain.jobs import JobStatus, is_terminal
 
@@ -25,7 +31,6 @@ log = logging.getLogger(__name__)
 
 BATCH_MESSAGES = 100
 POLL_SECONDS = 0.5
-MAX_RETRY_SECONDS = 30.0
 
 
 def consumer_config(bootstrap: str, group_id: str) -> dict[str, Any]:
@@ -42,20 +47,64 @@ def consumer_config(bootstrap: str, group_id: str) -> dict[str, Any]:
     }
 
 
-class JobEventConsumer:
+class CompletionStage:
+    """A terminal job event → the completion handler (webhook scheduled, report files written)."""
+
+    name = "completion"
+
     def __init__(
         self,
-        consumer: Consumer,
-        topic: str,
         codec: AvroCodec,
         on_terminal: Callable[[str], Awaitable[None]],
-        dead_letters: Callable[[Message, UndecodableMessage], Awaitable[None]],
+        dead_letters: DeadLetterQueue,
     ) -> None:
-        self._consumer = consumer
-        self._topic = topic
         self._codec = codec
         self._on_terminal = on_terminal
         self._dead_letters = dead_letters
+
+    async def process(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            try:
+                event = self._codec.decode(delivery.value)
+            except UndecodableMessage as exc:
+                await self._dead_letters.send(delivery, exc.reason, exc.detail)
+                continue
+            problem = _event_problem(event)
+            if problem is not None:
+                await self._dead_letters.send(delivery, "invalid-job-event", problem)
+                continue
+            if is_terminal(JobStatus(event["status"])):
+                await self._on_terminal(event["job_id"])
+
+    async def after_dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Nothing more: the missed-webhook sweep still schedules the job's webhook."""
+
+
+def _event_problem(event: dict[str, Any]) -> str | None:
+    if event["status"] not in JobStatus.__members__:
+        return f"status {event['status']!r} is not a job status"
+    try:
+        uuid.UUID(str(event["job_id"]))
+    except ValueError:
+        return f"job_id {str(event['job_id'])[:60]!r} is not a UUID"
+    return None
+
+
+def delivery_of(message: Message) -> Delivery:
+    return Delivery(
+        str(message.topic()),
+        int(message.partition() or 0),
+        int(message.offset() or 0),
+        message.key(),
+        message.value() or b"",
+    )
+
+
+class JobEventConsumer:
+    def __init__(self, consumer: Consumer, topic: str, runner: StageRunner) -> None:
+        self._consumer = consumer
+        self._topic = topic
+        self._runner = runner
 
     async def run(self, stopping: asyncio.Event) -> None:
         self._consumer.subscribe([self._topic])
@@ -64,15 +113,13 @@ class JobEventConsumer:
                 messages = await asyncio.to_thread(
                     self._consumer.consume, BATCH_MESSAGES, POLL_SECONDS
                 )
-                done = await self._handle_in_order(messages, stopping)
+                done = await self._handle_in_order(messages)
                 if done:
                     await asyncio.to_thread(self._commit, done)
         finally:
             await asyncio.to_thread(self._consumer.close)
 
-    async def _handle_in_order(
-        self, messages: Sequence[Message], stopping: asyncio.Event
-    ) -> list[Message]:
+    async def _handle_in_order(self, messages: Sequence[Message]) -> list[Message]:
         """The messages handled, up to the first one a stop interrupted (nothing after it)."""
         done = []
         for message in messages:
@@ -81,35 +128,12 @@ class JobEventConsumer:
                 if error.code() != KafkaError._PARTITION_EOF:
                     log.warning("consumer error on %s: %s", self._topic, error)
                 continue
-            if not await self._handled(message, stopping):
+            try:
+                await self._runner.run([delivery_of(message)])
+            except Stopped:
                 break
             done.append(message)
         return done
-
-    async def _handled(self, message: Message, stopping: asyncio.Event) -> bool:
-        """Process one message; False when a stop interrupted it (it must not be committed)."""
-        try:
-            event = self._codec.decode(message.value() or b"")
-        except UndecodableMessage as exc:
-            error = exc
-            return await self._retrying(lambda: self._dead_letters(message, error), stopping)
-        if not is_terminal(JobStatus(event["status"])):
-            return True
-        return await self._retrying(lambda: self._on_terminal(event["job_id"]), stopping)
-
-    async def _retrying(self, step: Callable[[], Awaitable[None]], stopping: asyncio.Event) -> bool:
-        delay = 0.5
-        while not stopping.is_set():
-            try:
-                await step()
-                return True
-            except Exception:
-                log.exception("completion step failed; retrying in %.1fs", delay)
-            try:
-                await asyncio.wait_for(stopping.wait(), delay)
-            except TimeoutError:
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
-        return False
 
     def _commit(self, messages: Sequence[Message]) -> None:
         """Commit past the last handled message of each partition (messages arrive in order)."""
@@ -123,28 +147,3 @@ class JobEventConsumer:
         except KafkaException as exc:
             # Typically a rebalance took the partition away; its new owner re-reads the events.
             log.warning("offset commit failed (events will be re-read): %s", exc)
-
-
-def dead_letter_sender(
-    producer: AsyncProducer, dlq_topic: str
-) -> Callable[[Message, UndecodableMessage], Awaitable[None]]:
-    async def send(message: Message, error: UndecodableMessage) -> None:
-        log.warning(
-            "dead-lettering %s[%s]@%s: %s",
-            message.topic(),
-            message.partition(),
-            message.offset(),
-            error,
-        )
-        headers = [
-            ("dlq.reason", error.reason.encode()),
-            ("dlq.detail", error.detail.encode()[:1000]),
-            ("dlq.topic", str(message.topic()).encode()),
-            ("dlq.partition", str(message.partition()).encode()),
-            ("dlq.offset", str(message.offset()).encode()),
-        ]
-        await producer.send_all(
-            [OutgoingMessage(dlq_topic, message.value() or b"", message.key(), headers=headers)]
-        )
-
-    return send

@@ -5,15 +5,20 @@ names and types, nullability, defaults), and ``<name>.rules.json``, the rules a 
 express. Adding an entity means adding those two files; no Python changes.
 
 The rules vocabulary. A *record rule* is ``{"label"?, "fields": {field name: field rule}}``; the
-top level of a rules file is a record rule plus ``"key"`` (the entity's key field). A *field rule*
-is a value rule plus ``"required": true``. A *value rule* may hold, by the value's Avro type:
+top level of a rules file is a record rule plus ``"key"`` (the entity's key field) and
+``"text": {"forbiddenCodePoints": ["U+0000", "U+D800-U+DFFF", ...]}`` (code points no string of
+the entity may hold; at least those PostgreSQL and UTF-8 cannot, see :mod:`domain.text`). A
+*field rule* is a value rule plus ``"required": true``. A *value rule* may hold, by the value's
+Avro type:
 
 - string: ``minLength``, ``maxLength`` (characters), ``format`` (one of :data:`FORMATS`) —
   checked synchronously; ``reference`` (name of a tenant reference set, else
   ``InvalidReference``), ``codeList`` (one of :data:`CODE_LISTS`, else ``InvalidValue``),
   ``calendarDate: true`` (a real date, else ``InvalidValue``) — semantic checks, run
-  asynchronously;
-- double / float / int / long: ``minimum``;
+  asynchronously. Every string needs ``maxLength`` or a ``format``: nothing is unbounded;
+- double / float / int / long: ``minimum``, ``maximum``. Whatever the rules say, a value must
+  also fit its Avro type (and so its column): a double is finite and an integer given for it lies
+  within ±2^53 (beyond, a double cannot hold it exactly); an int fits 32 bits, a long 64;
 - array: ``maxItems``, ``items`` (the value rule of each item);
 - record (array items): ``label`` (how messages name it, e.g. ``"address"``), ``fields``.
 
@@ -26,7 +31,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from collections.abc import Iterable, Mapping
+import unicodedata
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +44,13 @@ from fastavro.schema import SchemaParseException
 
 from domain.errors import BulkIngestError, ErrorCode, InvalidInput
 from domain.reference_data import ISO_3166_1_ALPHA_2, ISO_4217_CURRENCIES
+from domain.text import (
+    UNSTORABLE,
+    CodePointSyntaxError,
+    ForbiddenCharacters,
+    covers,
+    parse_code_points,
+)
 
 DEFAULT_REFERENCE_TYPES: Mapping[str, frozenset[str]] = MappingProxyType(
     {
@@ -65,11 +78,31 @@ class ValueKind(StrEnum):
 
 @dataclass(frozen=True)
 class Format:
-    """A named syntax a string must match; ``expected`` completes "expected ..." in messages."""
+    """A named syntax a string must match; ``expected`` completes "expected ..." in messages.
+
+    ``check``, when set, is a further test the whole value must pass (for rules a regular
+    expression cannot say, such as Unicode categories).
+    """
 
     name: str
     pattern: re.Pattern[str]
     expected: str
+    check: Callable[[str], bool] | None = None
+
+    def matches(self, value: str) -> bool:
+        if not self.pattern.fullmatch(value):
+            return False
+        return self.check is None or self.check(value)
+
+
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def _visible(value: str) -> bool:
+    """No control, format (zero-width, bidi, BOM), private-use, unassigned or line separators."""
+    return value.isascii() or not any(
+        unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in value
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +132,12 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
         "country2": Format("country2", re.compile(r"[A-Z]{2}"), "two capital letters like US"),
         "currency3": Format("currency3", re.compile(r"[A-Z]{3}"), "three capital letters like EUR"),
         "date": Format("date", re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), "a date as YYYY-MM-DD"),
+        "key": Format(
+            "key",
+            re.compile(r"[^\x00-\x1f\x7f]+"),
+            "visible characters only (no control, zero-width or other invisible characters)",
+            _visible,
+        ),
     }
 )
 """Formats a rules file may name; a value must match the whole pattern."""
@@ -126,6 +165,11 @@ class ValueSpec:
     max_length: int | None = None
     format: Format | None = None
     minimum: float | None = None
+    maximum: float | None = None
+    integer_bits: int | None = None
+    """INTEGER values: the width of the Avro type (32 for int, 64 for long)."""
+    forbidden: ForbiddenCharacters | None = None
+    """STRING values: code points the entity's strings may not hold."""
     max_items: int | None = None
     reference: str | None = None
     code_list: CodeList | None = None
@@ -157,6 +201,9 @@ class EntityDefinition:
     avro_schema: dict[str, Any]
     record: ValueSpec
     rules: Mapping[str, Any]
+    forbidden: ForbiddenCharacters = dataclasses.field(
+        default_factory=lambda: ForbiddenCharacters(UNSTORABLE)
+    )
 
     @property
     def fields(self) -> tuple[FieldSpec, ...]:
@@ -217,12 +264,35 @@ def load_entity(schema_path: Path) -> EntityDefinition:
         raise EntityDefinitionError(f"{schema_path}: not a valid Avro schema: {exc}") from exc
     if not isinstance(parsed, dict):
         raise EntityDefinitionError(f"{schema_path}: an entity schema must be a record")
-    record_rule = {key: value for key, value in rules.items() if key != "key"}
-    record = _value_spec(raw_schema, record_rule, name, {})
+    forbidden = _forbidden_characters(rules.get("text"), name)
+    record_rule = {key: value for key, value in rules.items() if key not in ("key", "text")}
+    record = _value_spec(raw_schema, record_rule, name, _Context(forbidden))
     if record.kind is not ValueKind.RECORD:
         raise EntityDefinitionError(f"{schema_path}: an entity schema must be a record")
     key_field = _key_field(record, rules.get("key"), name)
-    return EntityDefinition(name, key_field, parsed, record, MappingProxyType(rules))
+    return EntityDefinition(name, key_field, parsed, record, MappingProxyType(rules), forbidden)
+
+
+def _forbidden_characters(text_rule: object, where: str) -> ForbiddenCharacters:
+    if not isinstance(text_rule, Mapping) or not isinstance(
+        text_rule.get("forbiddenCodePoints"), list
+    ):
+        raise EntityDefinitionError(
+            f'{where}: the rules need "text": {{"forbiddenCodePoints": [...]}}'
+        )
+    unknown = [k for k in text_rule if k != "forbiddenCodePoints" and not str(k).startswith("$")]
+    if unknown:
+        raise EntityDefinitionError(f"{where}: unknown text rules {unknown}")
+    try:
+        ranges = tuple(parse_code_points(str(s)) for s in text_rule["forbiddenCodePoints"])
+    except CodePointSyntaxError as exc:
+        raise EntityDefinitionError(f"{where}: forbiddenCodePoints: {exc}") from exc
+    if not covers(ranges, UNSTORABLE):
+        raise EntityDefinitionError(
+            f"{where}: forbiddenCodePoints must include U+0000 and U+D800-U+DFFF, which "
+            "PostgreSQL and UTF-8 cannot hold"
+        )
+    return ForbiddenCharacters(ranges)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -258,8 +328,8 @@ _RULE_KEYS: Mapping[ValueKind, frozenset[str]] = {
     ValueKind.STRING: frozenset(
         {"minLength", "maxLength", "format", "reference", "codeList", "calendarDate"}
     ),
-    ValueKind.NUMBER: frozenset({"minimum"}),
-    ValueKind.INTEGER: frozenset({"minimum"}),
+    ValueKind.NUMBER: frozenset({"minimum", "maximum"}),
+    ValueKind.INTEGER: frozenset({"minimum", "maximum"}),
     ValueKind.BOOLEAN: frozenset(),
     ValueKind.ARRAY: frozenset({"maxItems", "items"}),
     ValueKind.RECORD: frozenset({"label", "fields"}),
@@ -271,6 +341,7 @@ _RULE_TYPES: Mapping[str, type | tuple[type, ...]] = {
     "maxLength": int,
     "maxItems": int,
     "minimum": (int, float),
+    "maximum": (int, float),
     "format": str,
     "reference": str,
     "codeList": str,
@@ -281,20 +352,34 @@ _RULE_TYPES: Mapping[str, type | tuple[type, ...]] = {
 }
 
 
+@dataclass
+class _Context:
+    """What building the specs of one entity shares: its text rule and the named records seen."""
+
+    forbidden: ForbiddenCharacters
+    named: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_INTEGER_BITS = {"int": 32, "long": 64}
+
+
 def _value_spec(
-    avro_type: Any, rule: Mapping[str, Any], where: str, named: dict[str, Any]
+    avro_type: Any, rule: Mapping[str, Any], where: str, context: _Context
 ) -> ValueSpec:
     nullable, avro_type = _without_null(avro_type, where)
     if isinstance(avro_type, str):  # a primitive, or a reference to a record defined earlier
-        avro_type = named.get(_short_name(avro_type), avro_type)
+        avro_type = context.named.get(_short_name(avro_type), avro_type)
     kind = _kind(avro_type, where)
     _check_rule(rule, kind, where)
+    if kind is ValueKind.STRING and "maxLength" not in rule and "format" not in rule:
+        raise EntityDefinitionError(f"{where}: a string needs maxLength or a format")
     if kind is ValueKind.RECORD:
-        named[_short_name(avro_type["name"])] = avro_type
-    fields = _field_specs(avro_type, rule, where, named) if kind is ValueKind.RECORD else ()
+        context.named[_short_name(avro_type["name"])] = avro_type
+    fields = _field_specs(avro_type, rule, where, context) if kind is ValueKind.RECORD else ()
     items = None
     if kind is ValueKind.ARRAY:
-        items = _value_spec(avro_type["items"], rule.get("items", {}), f"{where}.items", named)
+        items = _value_spec(avro_type["items"], rule.get("items", {}), f"{where}.items", context)
+    type_name = avro_type.get("type") if isinstance(avro_type, dict) else avro_type
     has_semantics = any(rule.get(key) for key in ("reference", "codeList", "calendarDate"))
     has_semantics |= items is not None and items.has_semantics
     has_semantics |= any(field.value.has_semantics for field in fields)
@@ -305,6 +390,9 @@ def _value_spec(
         max_length=rule.get("maxLength"),
         format=_lookup(FORMATS, rule.get("format"), "format", where),
         minimum=rule.get("minimum"),
+        maximum=rule.get("maximum"),
+        integer_bits=_INTEGER_BITS.get(str(type_name)) if kind is ValueKind.INTEGER else None,
+        forbidden=context.forbidden if kind is ValueKind.STRING else None,
         max_items=rule.get("maxItems"),
         reference=rule.get("reference"),
         code_list=_lookup(CODE_LISTS, rule.get("codeList"), "codeList", where),
@@ -355,7 +443,7 @@ def _check_rule(rule: Mapping[str, Any], kind: ValueKind, where: str) -> None:
 
 
 def _field_specs(
-    avro_record: Mapping[str, Any], rule: Mapping[str, Any], where: str, named: dict[str, Any]
+    avro_record: Mapping[str, Any], rule: Mapping[str, Any], where: str, context: _Context
 ) -> tuple[FieldSpec, ...]:
     field_rules: Mapping[str, Any] = rule.get("fields", {})
     avro_fields = avro_record["fields"]
@@ -363,19 +451,19 @@ def _field_specs(
     if unknown:
         raise EntityDefinitionError(f"{where}: rules name fields the schema lacks: {unknown}")
     return tuple(
-        _field_spec(field, field_rules.get(field["name"], {}), f"{where}.{field['name']}", named)
+        _field_spec(field, field_rules.get(field["name"], {}), f"{where}.{field['name']}", context)
         for field in avro_fields
     )
 
 
 def _field_spec(
-    avro_field: Mapping[str, Any], rule: Mapping[str, Any], where: str, named: dict[str, Any]
+    avro_field: Mapping[str, Any], rule: Mapping[str, Any], where: str, context: _Context
 ) -> FieldSpec:
     if not isinstance(rule, Mapping):
         raise EntityDefinitionError(f"{where}: a field rule must be an object")
     required = rule.get("required", False)
     value_rule = {key: value for key, value in rule.items() if key != "required"}
-    value = _value_spec(avro_field["type"], value_rule, where, named)
+    value = _value_spec(avro_field["type"], value_rule, where, context)
     if not isinstance(required, bool):
         raise EntityDefinitionError(f"{where}: 'required' must be true or false")
     if not (required or value.nullable or "default" in avro_field):

@@ -42,9 +42,12 @@ class ErrorCode(StrEnum):
     InvalidReference = "InvalidReference"
     InvalidValue = "InvalidValue"
     JobCancelled = "JobCancelled"
+    RecordNotProcessed = "RecordNotProcessed"
+    RecordNotReceived = "RecordNotReceived"
     # API errors that concern no record.
     Unauthorized = "Unauthorized"
     NotFound = "NotFound"
+    MethodNotAllowed = "MethodNotAllowed"
     PayloadTooLarge = "PayloadTooLarge"
     IdempotencyKeyReused = "IdempotencyKeyReused"
     ReportNotReady = "ReportNotReady"

@@ -8,10 +8,16 @@ the database. Four formats are accepted (design.md §3, "Files and imports"):
   Quoted fields may hold newlines; a row's line is the physical line where it starts.
   Undecodable bytes do not stop the file: they are decoded to marker characters (lone
   surrogates, which valid text never contains) and the row holding them fails on its own.
-- **NDJSON**: one JSON object per line, same encodings.
+- **NDJSON**: one JSON object per line, same encodings, parsed strictly
+  (:mod:`domain.strict_json`: no key twice, no absurd nesting).
 - **ZIP** holding exactly one CSV or NDJSON file (macOS metadata entries are ignored).
 - **XLSX**, read with openpyxl in read-only mode (docs/imports.md says why); a row's line is
-  its row number in the sheet.
+  its row number in the sheet. A formula gives its last computed value; a cell holding a
+  spreadsheet error (``#DIV/0!``, ``#N/A``, ...) fails its row.
+
+Text files are read line by line, never more than :data:`MAX_LINE_CHARS` characters of one
+physical line at a time: a longer line fails its row and the rest of the file goes on, so a file
+without newlines cannot fill memory.
 
 Archives (ZIP and XLSX, which is a ZIP) are checked against :class:`ZipCaps` twice: on the
 central directory (declared sizes and ratios) and while decompressing (actual bytes), so a zip
@@ -25,7 +31,6 @@ import contextlib
 import csv
 import datetime
 import io
-import json
 import re
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,9 +39,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from domain import strict_json
 from domain.errors import BulkIngestError, ErrorCode
 
 SAMPLE_BYTES = 64 * 1024
+MAX_LINE_CHARS = 1024 * 1024
 DELIMITERS = (",", ";", "\t", "|")
 MAX_PROFILED_SHEETS = 50
 MARKER_ERRORS = "bulk_ingest_marker"
@@ -174,9 +181,9 @@ def detect_encoding(head: bytes) -> str:
         return "utf-16"
     if head.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
         raise FileRejected("UTF-32 files are not supported; save the file as UTF-8.")
-    if b"\x00" in head:
+    if head.count(b"\x00") * 10 > len(head):
         return _utf16_without_bom(head)
-    return "utf-8"
+    return "utf-8"  # a stray NUL or two is data: the row that holds one fails on its own
 
 
 def _utf16_without_bom(head: bytes) -> str:
@@ -286,9 +293,9 @@ def _text_content(sample: str) -> FileFormat:
     if stripped.startswith("{"):
         first_line = stripped.split("\n", 1)[0]
         try:
-            if isinstance(json.loads(first_line), dict):
+            if isinstance(strict_json.loads(first_line), dict):
                 return FileFormat.NDJSON
-        except ValueError:
+        except strict_json.JsonRejected:
             pass
         raise FileRejected(
             "The file starts like JSON but its first line is not one JSON object; NDJSON needs "
@@ -507,13 +514,26 @@ def _profile_workbook(workbook: Any) -> FileProfile:
 
 def _sheet_rows(sheet: Any) -> tuple[tuple[str, ...], Iterator[SourceRow]]:
     sheet.reset_dimensions()  # trust the cells, not the (often wrong) <dimension> element
-    numbered = enumerate(sheet.iter_rows(min_row=1, values_only=True), start=1)
-    for _, values in numbered:
+    numbered = enumerate(sheet.iter_rows(min_row=1), start=1)
+    for _, cells in numbered:
+        values = tuple(cell.value for cell in cells)
         if not _blank(values):
             header = tuple(_header_cell(v) for v in values)
-            rows = (SourceRow(n, v) for n, v in numbered if not _blank(v))
-            return header, rows
+            return header, (row for n, cells in numbered if (row := _sheet_row(n, cells)))
     return (), iter(())
+
+
+def _sheet_row(number: int, cells: Sequence[Any]) -> SourceRow | None:
+    """One sheet row (None when blank); a cell holding a spreadsheet error fails the row."""
+    values = tuple(cell.value for cell in cells)
+    if _blank(values):
+        return None
+    for cell in cells:
+        if getattr(cell, "data_type", None) == "e":
+            where = getattr(cell, "coordinate", f"row {number}")
+            problem = f"cell {where} holds the spreadsheet error {cell.value}"
+            return SourceRow(number, None, problem, ErrorCode.InvalidValue)
+    return SourceRow(number, values)
 
 
 def _header_cell(value: object) -> str:
@@ -623,22 +643,60 @@ def _guarded_xlsx(rows: Iterator[SourceRow]) -> Iterator[SourceRow]:
         raise UnreadableFile(f"The XLSX sheet cannot be read: {exc}") from exc
 
 
+class _BoundedLines:
+    """The physical lines of a text, each cut to ``max_chars``: a longer line is read past in
+    pieces (never held whole), replaced by an empty line, and its number remembered."""
+
+    def __init__(self, text: IO[str], max_chars: int = MAX_LINE_CHARS) -> None:
+        self._text = text
+        self._max = max_chars
+        self.number = 0
+        self.cut: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        while True:
+            line = self._text.readline(self._max)
+            if not line:
+                return
+            self.number += 1
+            if len(line) >= self._max and not line.endswith(("\n", "\r")):
+                self._skip_rest()
+                self.cut.add(self.number)
+                yield "\n"
+                continue
+            yield line
+
+    def _skip_rest(self) -> None:
+        while True:
+            piece = self._text.readline(self._max)
+            if not piece or piece.endswith(("\n", "\r")):
+                return
+
+    def problem(self, first: int, last: int) -> str | None:
+        """Why the row on lines ``first..last`` is unreadable, if one of them was too long."""
+        for number in range(first, last + 1):
+            if number in self.cut:
+                return f"line {number} is longer than {self._max} characters"
+        return None
+
+
 @contextlib.contextmanager
 def _text_rows(raw: IO[bytes], options: ReadOptions) -> Iterator[RowTable]:
     encoding = options.encoding or "utf-8"
     text = io.TextIOWrapper(raw, encoding=encoding, errors=MARKER_ERRORS, newline="")
     try:
+        lines = _BoundedLines(text)
         if options.content is FileFormat.NDJSON:
-            yield _ndjson_table(text, encoding)
+            yield _ndjson_table(lines, encoding)
         else:
-            yield _csv_table(text, options.delimiter or ",", encoding)
+            yield _csv_table(lines, options.delimiter or ",", encoding)
     finally:
         text.detach()  # the caller owns ``raw``
 
 
-def _csv_table(text: IO[str], delimiter: str, encoding: str) -> RowTable:
+def _csv_table(text: _BoundedLines, delimiter: str, encoding: str) -> RowTable:
     reader = csv.reader(text, delimiter=delimiter)
-    lines = _LineCounter(reader)
+    lines = _LineCounter(reader, text)
     for _, values, problem in lines:
         if problem is None and any(v.strip() for v in values):
             header = [values[0].lstrip("\ufeff"), *values[1:]]
@@ -651,8 +709,9 @@ def _csv_table(text: IO[str], delimiter: str, encoding: str) -> RowTable:
 class _LineCounter:
     """``(first line, values, csv problem)`` of each parsed row, blank ones included."""
 
-    def __init__(self, reader: Any) -> None:
+    def __init__(self, reader: Any, lines: _BoundedLines) -> None:
         self._reader = reader
+        self._lines = lines
         self._previous_end = 0
 
     def __iter__(self) -> Iterator[tuple[int, list[str], str | None]]:
@@ -667,6 +726,10 @@ class _LineCounter:
                 yield start, [], f"the row cannot be parsed as CSV: {exc}"
                 continue
             self._previous_end = self._reader.line_num
+            too_long = self._lines.problem(start, self._previous_end)
+            if too_long is not None:
+                yield start, [], too_long
+                continue
             yield start, values, None
 
 
@@ -693,7 +756,7 @@ def _undecodable_column(values: Sequence[str]) -> int | None:
     return None
 
 
-def _ndjson_table(text: IO[str], encoding: str) -> RowTable:
+def _ndjson_table(text: _BoundedLines, encoding: str) -> RowTable:
     rows = _ndjson_rows(text, encoding)
     for row in rows:
         keys = tuple(row.values) if isinstance(row.values, Mapping) else ()
@@ -706,8 +769,12 @@ def _ndjson_table(text: IO[str], encoding: str) -> RowTable:
     return RowTable((), iter(()))
 
 
-def _ndjson_rows(text: IO[str], encoding: str) -> Iterator[SourceRow]:
+def _ndjson_rows(text: _BoundedLines, encoding: str) -> Iterator[SourceRow]:
     for line, content in enumerate(text, start=1):
+        too_long = text.problem(line, line)
+        if too_long is not None:
+            yield SourceRow(line, None, too_long)
+            continue
         stripped = content.strip().lstrip("\ufeff")
         if not stripped:
             continue
@@ -715,8 +782,8 @@ def _ndjson_rows(text: IO[str], encoding: str) -> Iterator[SourceRow]:
             yield SourceRow(line, None, f"the line holds bytes that are not valid {encoding}")
             continue
         try:
-            value = json.loads(stripped)
-        except ValueError as exc:
+            value = strict_json.loads(stripped)
+        except strict_json.JsonRejected as exc:
             yield SourceRow(line, None, f"the line is not valid JSON: {exc}", ErrorCode.InvalidJson)
             continue
         if not isinstance(value, dict):

@@ -29,6 +29,7 @@ from fastavro.validation import validate as avro_valid
 from domain.entities import EntityDefinition, EntityRegistry, ValueKind, ValueSpec
 from domain.errors import ApiError, ErrorCode, InvalidInput
 from domain.file_formats import SourceRow
+from domain.text import storable
 from domain.validation import (
     Operation,
     basic_record_errors,
@@ -575,7 +576,7 @@ class RowRouter:
         key = record.get(self._definition.key_field) if record is not None else None
         return {
             "index": index,
-            "key": key if isinstance(key, str) and key else None,
+            "key": storable(key) if isinstance(key, str) and key else None,
             "record": self._avro(record, failure),
             "error": failure.to_avro() if failure else None,
             "line": row.line,
@@ -656,13 +657,14 @@ class RowRouter:
         return RowFailure(ErrorCode(code), f"Line {line}: {message}", path or None)
 
     def _avro(self, record: dict[str, Any] | None, failure: RowFailure | None) -> Any:
-        """The record in Avro form; a failed one only if it still fits the schema (the report)."""
+        """The record in Avro form; a failed one only if it still fits the schema (the report),
+        with the characters no storage holds replaced."""
         if record is None:
             return None
         if failure is None:
             return to_avro_record(self._definition, record)
         try:
-            candidate = to_avro_record(self._definition, record)
+            candidate = storable(to_avro_record(self._definition, record))
             if avro_valid(candidate, self._definition.avro_schema, raise_errors=False):
                 return candidate
         except (TypeError, ValueError, AttributeError):
@@ -697,7 +699,7 @@ def _source_text(value: object) -> str:
             text = _as_text(value)
         except CellProblem:
             text = str(value)
-    return text[:MAX_SOURCE_CELL]
+    return storable(text[:MAX_SOURCE_CELL])
 
 
 def _set_path(record: dict[Any, Any], steps: Sequence[str | int], value: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from domain.errors import ErrorCode
 from domain.jobs import RecordStatus
+from domain.text import json_storable, storable
 
 
 @dataclass(frozen=True)
@@ -82,19 +83,21 @@ class Writes:
 
 
 def _failed(record: PendingRecord, code: str, message: str, field_: str | None) -> Outcome:
+    """A failed record's outcome: whatever the client sent, it can be stored and reported
+    (code points no storage holds are replaced, see :func:`domain.text.storable`)."""
     return Outcome(
         job_id=record.job_id,
         tenant_id=record.tenant_id,
         entity=record.entity,
         index=record.index,
-        key=record.key,
+        key=storable(record.key),
         status=RecordStatus.FAILED,
         error_code=code,
-        error_message=message,
-        error_field=field_,
+        error_message=storable(message),
+        error_field=storable(field_),
         line=record.line,
-        submitted=record.record,
-        source=record.source,
+        submitted=json_storable(record.record),
+        source=storable(record.source),
     )
 
 

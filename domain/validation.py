@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import datetime
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -194,7 +195,13 @@ def _webhook_url_problem(value: object) -> str | None:
 
 
 def basic_record_errors(definition: EntityDefinition, record: object, index: int) -> list[ApiError]:
-    """Every basic error of one record, in field order; empty when the record is fine."""
+    """Every basic error of one record, in field order; empty when the record is fine.
+
+    A fast yes/no check (:func:`_passes`, compiled once per entity) answers for the common
+    valid record; only a record it refuses is walked again to say what is wrong and where.
+    """
+    if isinstance(record, dict) and _passes(definition.record)(record):
+        return []
     findings = _Findings(f"{definition.label} at index {index}", index)
     if isinstance(record, dict):
         _check_record(definition.record, record, "", findings)
@@ -258,24 +265,62 @@ def _check_value(spec: ValueSpec, value: Any, path: str, findings: _Findings) ->
 
 def _check_string(spec: ValueSpec, value: Any, path: str, findings: _Findings) -> None:
     problem = None
-    if spec.min_length is not None and len(value) < spec.min_length:
+    forbidden = spec.forbidden.first(value) if spec.forbidden is not None else None
+    if forbidden is not None:
+        problem = f"it holds {forbidden}, a character that cannot be stored"
+    elif spec.min_length is not None and len(value) < spec.min_length:
         problem = f"at least {_characters(spec.min_length)} required, got {len(value)}"
     elif spec.max_length is not None and len(value) > spec.max_length:
         problem = f"at most {_characters(spec.max_length)} allowed, got {len(value)}"
-    elif spec.format is not None and not spec.format.pattern.fullmatch(value):
+    elif spec.format is not None and not spec.format.matches(value):
         problem = f"{_shown(value)}, expected {spec.format.expected}"
     if problem is not None:
         findings.add(ErrorCode.InvalidFormat, path, f"has an invalid {path}: {problem}")
 
 
+MAX_EXACT_INTEGER = 2**53
+"""The largest magnitude an integer may have to be held exactly by a double."""
+
+
 def _check_number(spec: ValueSpec, value: Any, path: str, findings: _Findings) -> None:
-    problem = None
-    if isinstance(value, float) and not math.isfinite(value):
-        problem = f"must be a finite number, got {value}"
-    elif spec.minimum is not None and value < spec.minimum:
-        problem = f"must be at least {spec.minimum:g}, got {value}"
+    problem = _type_range_problem(spec, value)
+    if problem is None and spec.minimum is not None and value < spec.minimum:
+        problem = f"must be at least {_shown_number(spec.minimum)}, got {_shown_number(value)}"
+    elif problem is None and spec.maximum is not None and value > spec.maximum:
+        problem = f"must be at most {_shown_number(spec.maximum)}, got {_shown_number(value)}"
     if problem is not None:
         findings.add(ErrorCode.InvalidValue, path, f"has an invalid {path}: {problem}")
+
+
+def _type_range_problem(spec: ValueSpec, value: int | float) -> str | None:
+    """What keeps ``value`` out of its Avro type (and column), if anything."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return f"must be a finite number, got {value}"
+        return None
+    if spec.kind is ValueKind.NUMBER and abs(value) > MAX_EXACT_INTEGER:
+        shown = _shown_number(value)
+        return f"{shown} is too large to be stored exactly (at most 2^53 in magnitude)"
+    bits = spec.integer_bits
+    if bits is not None and not -(2 ** (bits - 1)) <= value < 2 ** (bits - 1):
+        return f"{_shown_number(value)} does not fit a {bits}-bit integer"
+    return None
+
+
+def _digits(value: int) -> str:
+    try:
+        return str(len(str(abs(value))))
+    except ValueError:  # beyond Python's digit limit for conversions: an estimate will do
+        return f"about {int(value.bit_length() * math.log10(2)) + 1}"
+
+
+def _shown_number(value: int | float) -> str:
+    """A number for a message; huge integers by their size, not their 400 digits."""
+    if isinstance(value, int) and abs(value) >= 10**20:
+        return f"an integer of {_digits(value)} digits"
+    if isinstance(value, float) and value.is_integer() and abs(value) < 10**16:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _check_array(spec: ValueSpec, value: Any, path: str, findings: _Findings) -> None:
@@ -285,6 +330,120 @@ def _check_array(spec: ValueSpec, value: Any, path: str, findings: _Findings) ->
     assert spec.items is not None  # every array spec has one
     for position, item in enumerate(value):
         _check_value(spec.items, item, f"{path}.{position}", findings)
+
+
+# --- the fast check: the same rules as above, as one yes/no closure per spec ----------------------
+
+Check = Callable[[Any], bool]
+
+
+_COMPILED: dict[int, tuple[ValueSpec, Check]] = {}
+
+
+def _passes(spec: ValueSpec) -> Check:
+    """Whether a value passes every basic rule of ``spec`` (no messages; the hot path).
+
+    Compiled once per spec, looked up by identity: hashing a spec (a tree of frozen
+    dataclasses) on every call would cost more than the check.
+    """
+    compiled = _COMPILED.get(id(spec))
+    if compiled is None:
+        compiled = _COMPILED[id(spec)] = (spec, _compile(spec))  # the spec is kept alive
+    return compiled[1]
+
+
+def _compile(spec: ValueSpec) -> Check:
+    if spec.kind is ValueKind.STRING:
+        return _string_passes(spec)
+    if spec.kind in (ValueKind.NUMBER, ValueKind.INTEGER):
+        return _number_passes(spec)
+    if spec.kind is ValueKind.BOOLEAN:
+        return lambda value: value is True or value is False
+    if spec.kind is ValueKind.ARRAY:
+        return _array_passes(spec)
+    return _record_passes(spec)
+
+
+def _string_passes(spec: ValueSpec) -> Check:
+    low = spec.min_length or 0
+    high = spec.max_length if spec.max_length is not None else sys.maxsize
+    forbidden = spec.forbidden.first if spec.forbidden is not None else _nothing
+    if spec.format is None:
+        matches: Callable[[str], Any] = _anything
+    elif spec.format.check is None:
+        matches = spec.format.pattern.fullmatch
+    else:
+        matches = spec.format.matches
+    nul_only = spec.forbidden is not None and spec.forbidden.ascii_chars == ("\x00",)
+
+    def passes(value: Any) -> bool:
+        if value.__class__ is not str or not low <= len(value) <= high:
+            return False
+        if nul_only and value.isascii():  # the usual case, without a call
+            if "\x00" in value:
+                return False
+        elif forbidden(value) is not None:
+            return False
+        return bool(matches(value))
+
+    return passes
+
+
+def _nothing(value: str) -> None:
+    return None
+
+
+def _anything(value: str) -> bool:
+    return True
+
+
+def _number_passes(spec: ValueSpec) -> Check:
+    integer = spec.kind is ValueKind.INTEGER
+
+    def passes(value: Any) -> bool:
+        kind = value.__class__
+        if kind is not int and (integer or kind is not float):
+            return False
+        if _type_range_problem(spec, value) is not None:
+            return False
+        if spec.minimum is not None and value < spec.minimum:
+            return False
+        return spec.maximum is None or value <= spec.maximum
+
+    return passes
+
+
+def _array_passes(spec: ValueSpec) -> Check:
+    assert spec.items is not None
+    item_passes = _passes(spec.items)
+    most = spec.max_items if spec.max_items is not None else sys.maxsize
+
+    def passes(value: Any) -> bool:
+        if value.__class__ is not list or len(value) > most:
+            return False
+        return all(item_passes(item) for item in value)
+
+    return passes
+
+
+def _record_passes(spec: ValueSpec) -> Check:
+    fields = [(f.name, f.required, _passes(f.value)) for f in spec.fields]
+    names = spec.field_names
+
+    def passes(value: Any) -> bool:
+        if value.__class__ is not dict:
+            return False
+        for name, required, field_passes in fields:
+            item = value.get(name)
+            if item is None or item == "":
+                if required:
+                    return False
+                continue
+            if not field_passes(item):
+                return False
+        return value.keys() <= names
+
+    return passes
 
 
 def _characters(count: int) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domain.jobs import TERMINAL_STATUSES, JobStatus
-from storage.jobs import JOB_TERMINAL_CHANNEL, NewJob, insert_job
+from storage.jobs import NewJob, end_job, insert_job
 from storage.tables import files, imports, jobs
 
 UPLOADS = ".uploads"
@@ -298,22 +298,4 @@ async def record_total(conn: psycopg.AsyncConnection[Any], job_id: str, total: i
             [total, job_id, _TERMINAL],
         )
         return
-    cursor = await conn.execute(
-        "UPDATE jobs SET status = %s, total = 0, processed = 0, successful = 0, failed = 0, "
-        "skipped = 0, started_at = coalesce(started_at, now()), completed_at = now(), "
-        "updated_at = now() WHERE job_id = %s AND status <> ALL(%s)",
-        [str(JobStatus.COMPLETED), job_id, _TERMINAL],
-    )
-    if cursor.rowcount:
-        await conn.execute("SELECT pg_notify(%s, %s)", [JOB_TERMINAL_CHANNEL, job_id])
-
-
-async def fail_import(conn: psycopg.AsyncConnection[Any], job_id: str, reason: str) -> None:
-    """The file could not be read: the job ends INTERNAL_FAILURE with the reason."""
-    cursor = await conn.execute(
-        "UPDATE jobs SET status = %s, failure_reason = %s, completed_at = now(), "
-        "updated_at = now() WHERE job_id = %s AND status <> ALL(%s)",
-        [str(JobStatus.INTERNAL_FAILURE), reason, job_id, _TERMINAL],
-    )
-    if cursor.rowcount:
-        await conn.execute("SELECT pg_notify(%s, %s)", [JOB_TERMINAL_CHANNEL, job_id])
+    await end_job(conn, job_id, JobStatus.COMPLETED, total=0)

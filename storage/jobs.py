@@ -1,25 +1,30 @@
-"""Job rows and the outcome ledger as the gateway and the aggregator read and write them."""
+"""Job rows as the gateway and the workers read and write them.
+
+Two driver styles meet here for now: the gateway's SQLAlchemy Core, the workers' psycopg.
+:func:`end_job` is the one way to make a job terminal outside the aggregator's progress, guarded
+by :func:`domain.jobs.allowed_transition`.
+"""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+import psycopg
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from domain.jobs import TERMINAL_STATUSES, JobStatus
+from domain.jobs import JobStatus, allowed_transition, is_terminal
 from storage.db import hash_api_key
 from storage.tables import api_keys, jobs, record_outcomes, tenants
 
 JOB_TERMINAL_CHANNEL = "bulk_ingest_job_terminal"
 MAX_LISTED_ERRORS = 100
-_TERMINAL = [str(s) for s in TERMINAL_STATUSES]
 
 
 @dataclass(frozen=True)
@@ -57,16 +62,6 @@ async def insert_job(conn: AsyncConnection, job: NewJob) -> None:
     await conn.execute(insert(jobs).values(**job.__dict__))
 
 
-async def insert_job_if_absent(conn: AsyncConnection, job: NewJob) -> bool:
-    """For jobs that arrive straight on Kafka: the first chunk seen registers the job."""
-    from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-    result = await conn.execute(
-        pg_insert(jobs).values(**job.__dict__).on_conflict_do_nothing(index_elements=["job_id"])
-    )
-    return bool(result.rowcount)
-
-
 async def job_by_idempotency_key(
     conn: AsyncConnection, tenant_id: str, key: str
 ) -> RowMapping | None:
@@ -93,39 +88,23 @@ async def mark_ready(conn: AsyncConnection, job_id: str) -> None:
     )
 
 
-async def mark_internal_failure(conn: AsyncConnection, job_id: str, reason: str) -> None:
+async def abandon_job(conn: AsyncConnection, job_id: str, reason: str) -> None:
+    """The gateway could not publish the job: hand it to the incomplete-job sweeper.
+
+    The job stays ``PENDING`` (its records may be half published) until a worker's sweeper fails
+    the records that never arrived as ``RecordNotReceived`` and ends it ``INTERNAL_FAILURE``;
+    its ``Idempotency-Key`` is released at once, so the client's retry creates a new job.
+    """
     await conn.execute(
         update(jobs)
-        .where(jobs.c.job_id == job_id, jobs.c.status.not_in(_TERMINAL))
+        .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.PENDING)
         .values(
-            status=JobStatus.INTERNAL_FAILURE,
+            abandoned_at=func.now(),
             failure_reason=reason,
-            completed_at=func.now(),
+            idempotency_key=None,
             updated_at=func.now(),
         )
     )
-    await notify_terminal(conn, job_id)
-
-
-async def notify_terminal(conn: AsyncConnection, job_id: str) -> None:
-    """Wake gateways waiting on this job (delivered when the transaction commits)."""
-    await conn.execute(
-        text("SELECT pg_notify(:channel, :job_id)"),
-        {
-            "channel": JOB_TERMINAL_CHANNEL,
-            "job_id": job_id,
-        },
-    )
-
-
-async def save_progress(conn: AsyncConnection, job_id: str, values: Mapping[str, Any]) -> bool:
-    """Mirror the aggregator's view; a terminal row never changes again."""
-    result = await conn.execute(
-        update(jobs)
-        .where(jobs.c.job_id == job_id, jobs.c.status.not_in(_TERMINAL))
-        .values(**values, updated_at=func.now())
-    )
-    return bool(result.rowcount)
 
 
 async def first_failures(
@@ -202,3 +181,73 @@ async def list_jobs(
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["job_id"])
     return JobPage(rows, next_cursor)
+
+
+# --- worker side (psycopg) ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """What the workers need to know of a job to decide whether a message may touch it."""
+
+    job_id: str
+    tenant_id: str
+    entity: str
+    operation: str
+    source: str
+    status: JobStatus
+    total: int
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.status)
+
+
+_JOB_ROW = "job_id::text, tenant_id::text, entity, operation, source, status, total"
+
+
+async def lock_job(conn: psycopg.AsyncConnection[Any], job_id: str) -> JobRow | None:
+    """The job row, locked for update until the caller's transaction ends."""
+    cursor = await conn.execute(
+        f"SELECT {_JOB_ROW} FROM jobs WHERE job_id = %s FOR UPDATE", [job_id]
+    )
+    row = await cursor.fetchone()
+    return _job_row(row) if row else None
+
+
+def _job_row(row: Sequence[Any]) -> JobRow:
+    job_id, tenant_id, entity, operation, source, status, total = row
+    return JobRow(job_id, tenant_id, entity, operation, source, JobStatus(status), int(total))
+
+
+async def end_job(
+    conn: psycopg.AsyncConnection[Any],
+    job_id: str,
+    status: JobStatus,
+    *,
+    reason: str | None = None,
+    total: int | None = None,
+) -> bool:
+    """Make a job terminal — the one way to do so outside the aggregator's progress.
+
+    Guarded by the state machine (a terminal job never changes again); the counts are summed
+    from ``job_parts`` (the stored outcomes); ``total`` replaces an unknown total (0, a file
+    still being read). Gateways waiting on the job are woken when the transaction commits.
+    True when the job changed.
+    """
+    cursor = await conn.execute("SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
+    row = await cursor.fetchone()
+    if row is None or not allowed_transition(JobStatus(row[0]), status):
+        return False
+    await conn.execute(
+        "UPDATE jobs SET status = %(status)s, failure_reason = coalesce(%(reason)s, "
+        "failure_reason), total = coalesce(%(total)s, total), processed = c.successful + "
+        "c.failed + c.skipped, successful = c.successful, failed = c.failed, skipped = c.skipped, "
+        "started_at = coalesce(started_at, now()), completed_at = now(), updated_at = now() "
+        "FROM (SELECT coalesce(sum(successful), 0) AS successful, coalesce(sum(failed), 0) AS "
+        "failed, coalesce(sum(skipped), 0) AS skipped FROM job_parts WHERE job_id = %(job_id)s) c "
+        "WHERE jobs.job_id = %(job_id)s",
+        {"status": status.value, "reason": reason, "total": total, "job_id": job_id},
+    )
+    await conn.execute("SELECT pg_notify(%s, %s)", [JOB_TERMINAL_CHANNEL, job_id])
+    return True

@@ -1,43 +1,55 @@
 """One database transaction per batch: entity rows, the outcome ledger and part counts together.
 
 Steps, in one transaction:
-1. read the ledger for the batch's (job_id, index) pairs: those records were already done (the
-   batch is a redelivery) and their stored outcomes are re-emitted unchanged;
-2. read the entity rows the remaining records touch and decide every outcome (domain.outcomes);
-3. COPY new rows, UPDATE changed rows (via a staging table), COPY the ledger rows and record the
+1. lock the batch's job rows for share: a job that is terminal (or unknown) takes no records,
+   and a job being ended or filled waits for this batch, never interleaves with it;
+2. read the ledger for the records of parts seen before (and of jobs with a fill part): those
+   records were already done (a redelivery) and their stored outcomes are re-emitted unchanged;
+3. read the entity rows the remaining records touch and decide every outcome (domain.outcomes);
+4. encode each new outcome's event — before anything is written, so a value the encoder refuses
+   fails its record instead of stranding a committed outcome that cannot be announced;
+5. COPY new rows, UPDATE changed rows (via a staging table), COPY the ledger rows and record the
    per-part counts the aggregator sums;
-4. commit. Only then does the caller produce the outcomes and let Kafka offsets move.
+6. commit. Only then does the caller produce the events and let Kafka offsets move.
+
+A value PostgreSQL refuses (``\\u0000``, out-of-range numbers, …) fails *its* record, not the
+batch: the transaction is rolled back, the offending records are found by probing halves of the
+batch against scratch tables (:mod:`domain.isolation`), and the batch is decided and written
+again with those records failed as ``InvalidValue``. A unique violation (a zombie consumer wrote
+the same records first) is answered by deciding again with the whole ledger read.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from domain.jobs import RecordStatus
-from domain.outcomes import Outcome, PendingRecord, StoredRow, Writes, decide_batch, part_counts
+from domain.errors import ErrorCode
+from domain.isolation import failing_items
+from domain.jobs import JobStatus, is_terminal
+from domain.outcomes import (
+    Outcome,
+    PendingRecord,
+    RecordFailure,
+    StoredRow,
+    Writes,
+    decide_batch,
+    part_counts,
+)
+from domain.text import storable, unstorable_character
 from storage.connection import StageConnection
 from storage.entity_rows import EntityTableMap
+from storage.errors import VALUE_REFUSED
+from storage.ledger import FILL_PREFIX, LEDGER_COLUMNS, ledger_outcomes, ledger_row, write_ledger
 
-LEDGER_COLUMNS = (
-    "job_id",
-    "index",
-    "key",
-    "status",
-    "record_id",
-    "error_code",
-    "error_field",
-    "error_message",
-    "line",
-    "record",
-    "source",
-)
+MAX_ROUNDS = 4
+"""Decide-and-write rounds per batch: the first, then one per isolation or reconciliation."""
 
 
 @dataclass(frozen=True)
@@ -53,27 +65,49 @@ class BatchPart:
 
 @dataclass(frozen=True)
 class PersistedBatch:
-    outcomes: list[Outcome]  # every record of the batch, including re-emitted ones
-    parts: list[BatchPart]  # parts whose counts are durable (new or seen before)
+    outcomes: list[Outcome]  # every record of live jobs, including re-emitted ones, in order
+    events: list[bytes]  # the encoded event of each outcome, same order
+    parts: list[BatchPart]  # parts of live jobs, whose counts are durable (new or seen before)
+
+
+Encoder = Callable[[Outcome], bytes]
+
+
+class _Refused(Exception):
+    """Some records' values cannot be written or encoded: decide again with them failed."""
+
+    def __init__(self, refusals: Mapping[tuple[str, int], RecordFailure]) -> None:
+        super().__init__(f"{len(refusals)} records refused")
+        self.refusals = refusals
+
+
+@dataclass(frozen=True)
+class _Decided:
+    """What one round decided, before writing."""
+
+    live: list[BatchPart]
+    done: dict[tuple[str, int], Outcome]
+    decided: list[Outcome]
+    writes: Writes
+    records: dict[tuple[str, int], PendingRecord]
 
 
 class BatchPersister:
-    def __init__(self, libpq_url: str, tables: Mapping[str, EntityTableMap]) -> None:
+    def __init__(
+        self,
+        libpq_url: str,
+        tables: Mapping[str, EntityTableMap],
+        encode: Encoder,
+        labels: Mapping[str, str],
+    ) -> None:
         self._connection = StageConnection(libpq_url)
         self._tables = tables
+        self._encode = encode
+        self._labels = labels
         self._key_fields = {name: t.key_field for name, t in tables.items()}
 
     async def close(self) -> None:
         await self._connection.close()
-
-    async def job_statuses(self, job_ids: Iterable[str]) -> dict[str, str]:
-        conn = await self._connection.get()
-        async with conn.transaction():
-            cursor = await conn.execute(
-                "SELECT job_id::text, status FROM jobs WHERE job_id = ANY(%s::uuid[])",
-                [list(set(job_ids))],
-            )
-            return {job_id: status for job_id, status in await cursor.fetchall()}
 
     async def persist(self, parts: Sequence[BatchPart]) -> PersistedBatch:
         try:
@@ -83,29 +117,176 @@ class BatchPersister:
             raise
 
     async def _persist(self, parts: Sequence[BatchPart]) -> PersistedBatch:
+        refused: dict[tuple[str, int], RecordFailure] = {}
+        reconcile = False
+        for _ in range(MAX_ROUNDS - 1):
+            try:
+                return await self._round(parts, refused, reconcile)
+            except _Refused as caught:
+                refused.update(caught.refusals)
+            except psycopg.errors.UniqueViolation:
+                if reconcile:
+                    raise
+                reconcile = True
+            except VALUE_REFUSED:
+                found = await self._isolate(parts, refused, reconcile)
+                if not found:
+                    raise  # not reproducible record by record: a bug, for the runner
+                refused.update(found)
+        return await self._round(parts, refused, reconcile)
+
+    async def _round(
+        self,
+        parts: Sequence[BatchPart],
+        refused: Mapping[tuple[str, int], RecordFailure],
+        reconcile: bool,
+    ) -> PersistedBatch:
         conn = await self._connection.get()
-        records = [r for part in parts for r in part.records]
         async with conn.transaction():
-            seen = await _parts_seen_before(conn, parts)
-            done = await _ledger_outcomes(
-                conn,
-                [r for part in parts if (part.job_id, part.part_id) in seen for r in part.records],
+            round_ = await self._decide(conn, parts, refused, reconcile)
+            events = self._encoded(round_.decided, round_.records)
+            await self._write_entities(conn, round_.writes)
+            await write_ledger(conn, round_.decided)
+            await _write_parts(conn, round_.live, {(o.job_id, o.index): o for o in round_.decided})
+        again = {(o.job_id, o.index): self._encode(o) for o in round_.done.values()}
+        encoded = {**again, **events}
+        outcomes = sorted(
+            [*round_.done.values(), *round_.decided], key=lambda o: (o.job_id, o.index)
+        )
+        return PersistedBatch(
+            outcomes, [encoded[(o.job_id, o.index)] for o in outcomes], round_.live
+        )
+
+    async def _decide(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        parts: Sequence[BatchPart],
+        refused: Mapping[tuple[str, int], RecordFailure],
+        reconcile: bool,
+    ) -> _Decided:
+        statuses = await _lock_jobs(conn, {part.job_id for part in parts})
+        live = [p for p in parts if p.job_id in statuses and not is_terminal(statuses[p.job_id])]
+        looked_up = live if reconcile else await _parts_needing_lookup(conn, live)
+        done = await ledger_outcomes(conn, [r for part in looked_up for r in part.records])
+        records = {(r.job_id, r.index): r for part in live for r in part.records}
+        pending = [
+            _refused_record(r, refused[key]) if key in refused else r
+            for key, r in records.items()
+            if key not in done
+        ]
+        stored = await self._stored_rows(conn, pending)
+        decided, writes = decide_batch(pending, stored, self._key_fields)
+        return _Decided(live, done, decided, writes, records)
+
+    def _encoded(
+        self, decided: Sequence[Outcome], records: Mapping[tuple[str, int], PendingRecord]
+    ) -> dict[tuple[str, int], bytes]:
+        events: dict[tuple[str, int], bytes] = {}
+        refusals: dict[tuple[str, int], RecordFailure] = {}
+        for outcome in decided:
+            key = (outcome.job_id, outcome.index)
+            try:
+                events[key] = self._encode(outcome)
+            except (ValueError, TypeError, OverflowError, UnicodeError) as exc:
+                refusals[key] = self._refusal(records[key], f"cannot be encoded: {exc}", None)
+        if refusals:
+            raise _Refused(refusals)
+        return events
+
+    # --- isolation ---------------------------------------------------------------------------
+
+    async def _isolate(
+        self,
+        parts: Sequence[BatchPart],
+        refused: Mapping[tuple[str, int], RecordFailure],
+        reconcile: bool,
+    ) -> dict[tuple[str, int], RecordFailure]:
+        """The records whose own values PostgreSQL refuses, each with its failure."""
+        conn = await self._connection.get()
+        found: dict[tuple[str, int], RecordFailure] = {}
+        async with conn.transaction(force_rollback=True):
+            round_ = await self._decide(conn, parts, refused, reconcile)
+            await self._create_scratch_tables(conn)
+            entity_values = _entity_values_by_record(round_.writes)
+            errors: dict[tuple[str, int], Exception] = {}
+
+            async def passes(outcomes: Sequence[Outcome]) -> bool:
+                try:
+                    async with conn.transaction(force_rollback=True):
+                        await self._probe(conn, outcomes, entity_values)
+                    return True
+                except VALUE_REFUSED as exc:
+                    if len(outcomes) == 1:
+                        errors[(outcomes[0].job_id, outcomes[0].index)] = exc
+                    return False
+
+            for bad in await failing_items(round_.decided, passes):
+                key = (bad.job_id, bad.index)
+                record = round_.records[key]
+                error = errors[key]
+                found[key] = self._refusal(
+                    record, f"cannot be stored: {_first_line(error)}", self._field_of(record, error)
+                )
+        return found
+
+    async def _create_scratch_tables(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        for table in {*(t.table for t in self._tables.values()), "record_outcomes"}:
+            await conn.execute(
+                sql.SQL(
+                    "CREATE TEMP TABLE IF NOT EXISTS {scratch} (LIKE {table} INCLUDING DEFAULTS) "
+                    "ON COMMIT DELETE ROWS"
+                ).format(scratch=sql.Identifier(f"scratch_{table}"), table=sql.Identifier(table))
             )
-            pending = [r for r in records if (r.job_id, r.index) not in done]
-            stored = await self._stored_rows(conn, pending)
-            decided, writes = decide_batch(pending, stored, self._key_fields)
-            await self._write_entities(conn, writes)
-            await _write_ledger(conn, decided)
-            await _write_parts(conn, parts, {(o.job_id, o.index): o for o in decided})
-        outcomes = sorted([*done.values(), *decided], key=lambda o: (o.job_id, o.index))
-        return PersistedBatch(outcomes, list(parts))
+
+    async def _probe(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        outcomes: Sequence[Outcome],
+        entity_values: Mapping[tuple[str, int], tuple[str, PendingRecord]],
+    ) -> None:
+        """Write these outcomes' ledger rows and entity rows into the scratch tables."""
+        statement = sql.SQL("COPY scratch_record_outcomes ({}) FROM STDIN").format(
+            sql.SQL(", ").join(map(sql.Identifier, LEDGER_COLUMNS))
+        )
+        async with conn.cursor().copy(statement) as copy:
+            for outcome in outcomes:
+                await copy.write_row(ledger_row(outcome))
+        by_entity: dict[str, list[tuple[str, PendingRecord]]] = defaultdict(list)
+        for outcome in outcomes:
+            written = entity_values.get((outcome.job_id, outcome.index))
+            if written is not None:
+                by_entity[outcome.entity].append(written)
+        for entity, rows in by_entity.items():
+            table = self._tables[entity]
+            await self._copy_rows(conn, table, rows, f"scratch_{table.table}")
+
+    def _refusal(self, record: PendingRecord, problem: str, field: str | None) -> RecordFailure:
+        label = self._labels.get(record.entity, "Record")
+        where = f" in {field}" if field else ""
+        message = storable(f"{label} at index {record.index} has a value{where} that {problem}")
+        return RecordFailure(ErrorCode.InvalidValue, message, field)
+
+    def _field_of(self, record: PendingRecord, error: Exception) -> str | None:
+        """The field holding the refused value: the first that no storage can hold, else the
+        column PostgreSQL names."""
+        for name, value in (record.record or {}).items():
+            if isinstance(value, str) and unstorable_character(value) is not None:
+                return str(name)
+        table = self._tables.get(record.entity)
+        column = _column_named_by(error)
+        if table is not None and column in table.columns:
+            return table.fields[table.columns.index(column)]
+        return None
+
+    # --- entity rows -----------------------------------------------------------------------------
 
     async def _stored_rows(
         self, conn: psycopg.AsyncConnection[Any], records: Sequence[PendingRecord]
     ) -> dict[tuple[str, str, str], StoredRow]:
         wanted: dict[tuple[str, str], set[str]] = defaultdict(set)
         for r in records:
-            if r.failure is None and r.key is not None:
+            # A key no storage holds is in no table: its insert fails, and isolation fails it.
+            if r.failure is None and r.key is not None and unstorable_character(r.key) is None:
                 wanted[(r.tenant_id, r.entity)].add(r.key)
         stored: dict[tuple[str, str, str], StoredRow] = {}
         for (tenant_id, entity), keys in wanted.items():
@@ -190,91 +371,80 @@ class BatchPersister:
         )
 
 
-async def _parts_seen_before(
-    conn: psycopg.AsyncConnection[Any], parts: Sequence[BatchPart]
-) -> set[tuple[str, str]]:
-    """Parts with a ``job_parts`` row: only their records can already be in the ledger.
+def _refused_record(record: PendingRecord, failure: RecordFailure) -> PendingRecord:
+    """The record fails with ``failure`` — or keeps the failure it had — without its values
+    (they are what could not be stored)."""
+    return dataclasses.replace(
+        record, failure=record.failure or failure, record=None, key=storable(record.key)
+    )
 
-    Ledger rows and part rows are written in the same transaction, so a part without a row was
-    never decided and the (costly) ledger lookup is skipped for it: a redelivery pays for the
-    lookup, the first delivery does not.
+
+def _entity_values_by_record(writes: Writes) -> dict[tuple[str, int], tuple[str, PendingRecord]]:
+    """Which entity row value each record would write (for probing), by (job_id, index)."""
+    return {
+        (record.job_id, record.index): (record_id, record)
+        for record_id, record in [*writes.inserts.values(), *writes.updates.values()]
+    }
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
+
+
+def _column_named_by(error: Exception) -> str | None:
+    """The column in PostgreSQL's ``CONTEXT: COPY t, line 1, column c: ...``, if any."""
+    diag = getattr(error, "diag", None)
+    context = getattr(diag, "context", None) or ""
+    marker = ", column "
+    if marker not in context:
+        return None
+    return context.split(marker, 1)[1].split(":", 1)[0].strip()
+
+
+async def _lock_jobs(
+    conn: psycopg.AsyncConnection[Any], job_ids: Iterable[str]
+) -> dict[str, JobStatus]:
+    """The jobs' statuses, their rows locked for share until the transaction ends."""
+    cursor = await conn.execute(
+        "SELECT job_id::text, status FROM jobs WHERE job_id = ANY(%s::uuid[]) "
+        "ORDER BY job_id FOR SHARE",
+        [sorted(set(job_ids))],
+    )
+    return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
+
+
+async def _parts_needing_lookup(
+    conn: psycopg.AsyncConnection[Any], parts: Sequence[BatchPart]
+) -> list[BatchPart]:
+    """Parts whose records may already be in the ledger.
+
+    Those with a ``job_parts`` row of their own (ledger rows and part rows are written in the
+    same transaction), and every part of a job the service filled (``!`` parts: their outcomes
+    were written for records that may still arrive). A part without either was never decided,
+    and the (costly) ledger lookup is skipped for it: a redelivery pays for the lookup, the
+    first delivery does not.
     """
+    if not parts:
+        return []
     cursor = await conn.execute(
         "SELECT p.job_id::text, p.part_id FROM job_parts p "
         "JOIN unnest(%s::uuid[], %s::text[]) AS wanted(job_id, part_id) "
-        "ON p.job_id = wanted.job_id AND p.part_id = wanted.part_id",
-        [[part.job_id for part in parts], [part.part_id for part in parts]],
+        "ON p.job_id = wanted.job_id AND p.part_id = wanted.part_id "
+        "UNION ALL SELECT DISTINCT job_id::text, %s FROM job_parts "
+        "WHERE job_id = ANY(%s::uuid[]) AND starts_with(part_id, %s)",
+        [
+            [part.job_id for part in parts],
+            [part.part_id for part in parts],
+            FILL_PREFIX,
+            sorted({part.job_id for part in parts}),
+            FILL_PREFIX,
+        ],
     )
-    return {(job_id, part_id) for job_id, part_id in await cursor.fetchall()}
-
-
-async def _ledger_outcomes(
-    conn: psycopg.AsyncConnection[Any], records: Sequence[PendingRecord]
-) -> dict[tuple[str, int], Outcome]:
-    by_job: dict[str, list[int]] = defaultdict(list)
-    meta: dict[tuple[str, int], PendingRecord] = {}
-    for r in records:
-        by_job[r.job_id].append(r.index)
-        meta[(r.job_id, r.index)] = r
-    done: dict[tuple[str, int], Outcome] = {}
-    for job_id, indexes in by_job.items():
-        # A join on unnest, not "index = ANY(%s)": with a parameter array PostgreSQL may scan the
-        # whole job and test each row against the array (quadratic as the job grows).
-        cursor = await conn.execute(
-            "SELECT r.index, r.key, r.status, r.record_id::text, r.error_code, r.error_message, "
-            "r.error_field, r.line, r.source FROM unnest(%s::bigint[]) AS wanted(index) "
-            "JOIN record_outcomes r ON r.job_id = %s AND r.index = wanted.index",
-            [indexes, job_id],
-        )
-        rows = await cursor.fetchall()
-        for index, key, status, record_id, code, message, field, line, columns in rows:
-            pending = meta[(job_id, index)]
-            done[(job_id, index)] = Outcome(
-                job_id=job_id,
-                tenant_id=pending.tenant_id,
-                entity=pending.entity,
-                index=index,
-                key=key,
-                status=RecordStatus(status),
-                record_id=record_id,
-                error_code=code,
-                error_message=message,
-                error_field=field,
-                line=line,
-                source=dict(columns) if columns else None,
-            )
-    return done
-
-
-async def _write_ledger(conn: psycopg.AsyncConnection[Any], outcomes: Sequence[Outcome]) -> None:
-    if not outcomes:
-        return
-    statement = sql.SQL("COPY record_outcomes ({}) FROM STDIN").format(
-        sql.SQL(", ").join(map(sql.Identifier, LEDGER_COLUMNS))
-    )
-    async with conn.cursor().copy(statement) as copy:
-        for o in outcomes:
-            await copy.write_row(
-                [
-                    o.job_id,
-                    o.index,
-                    o.key,
-                    o.status.value,
-                    o.record_id,
-                    o.error_code,
-                    o.error_field,
-                    o.error_message,
-                    o.line,
-                    _json_or_none(o.submitted),
-                    _json_or_none(o.source),
-                ]
-            )
-
-
-def _json_or_none(value: Any) -> str | None:
-    if not value:
-        return None
-    return json.dumps(value, separators=(",", ":"), default=str)
+    rows = await cursor.fetchall()
+    seen = {(job_id, part_id) for job_id, part_id in rows}
+    filled = {job_id for job_id, part_id in rows if part_id == FILL_PREFIX}
+    return [p for p in parts if (p.job_id, p.part_id) in seen or p.job_id in filled]
 
 
 async def _write_parts(
@@ -283,10 +453,14 @@ async def _write_parts(
     decided: Mapping[tuple[str, int], Outcome],
 ) -> None:
     rows = []
+    counted: set[tuple[str, int]] = set()  # a record two parts both carry counts once
     for part in parts:
-        fresh = [
-            decided[(r.job_id, r.index)] for r in part.records if (r.job_id, r.index) in decided
-        ]
+        fresh = []
+        for r in part.records:
+            key = (r.job_id, r.index)
+            if key in decided and key not in counted:
+                counted.add(key)
+                fresh.append(decided[key])
         if fresh:
             rows.append((part.job_id, part.part_id, *part_counts(fresh)))
     if rows:

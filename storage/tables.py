@@ -15,6 +15,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     Index,
+    Integer,
     MetaData,
     PrimaryKeyConstraint,
     Table,
@@ -86,6 +87,8 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     *_timestamps(),
+    Column("last_chunk_at", DateTime(timezone=True)),
+    Column("abandoned_at", DateTime(timezone=True)),
     Index("jobs_tenant_created", "tenant_id", text("created_at DESC"), text("job_id DESC")),
     Index(
         "jobs_tenant_idempotency_key",
@@ -121,6 +124,7 @@ job_parts = Table(
     Column("successful", BigInteger, nullable=False),
     Column("failed", BigInteger, nullable=False),
     Column("skipped", BigInteger, nullable=False),
+    Column("pending_events", Boolean, nullable=False, server_default=text("false")),
     PrimaryKeyConstraint("job_id", "part_id"),
 )
 
@@ -278,3 +282,35 @@ Index(
 )
 
 __all__ += ["files", "imports"]
+
+# --- hostile input: chunk bookkeeping and recorded message failures (migration 0004) ---
+
+job_chunks = Table(
+    "job_chunks",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), nullable=False),
+    Column("chunk_index", Integer, nullable=False),
+    Column("chunk_count", Integer, nullable=False),
+    Column("first_index", BigInteger, nullable=False),
+    Column("record_count", Integer, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id", "chunk_index"),
+)
+
+message_failures = Table(
+    "message_failures",
+    metadata,
+    Column("consumer_group", Text, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("error_class", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("first_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("last_failed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("dead_lettered_at", DateTime(timezone=True)),
+    PrimaryKeyConstraint("consumer_group", "topic", "partition", "offset"),
+)
+
+__all__ += ["job_chunks", "message_failures"]

@@ -9,12 +9,14 @@ between the database commit and the publish, the database's terminal row is re-p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import MutableMapping
+import uuid
+from collections.abc import MutableMapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 
+from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
 from domain.codec import AvroCodec
 from domain.jobs import JobProgress, JobStatus, is_terminal
@@ -68,6 +70,42 @@ class JobAggregator:
         await self._producer.send_all(
             [OutgoingMessage(self._topic, self._codec.encode(job), job["job_id"].encode())]
         )
+
+
+class AggregateStage:
+    """``bulk.progress`` nudges → the job row and ``bulk.jobs`` (via :class:`JobAggregator`)."""
+
+    name = "aggregate"
+
+    def __init__(
+        self,
+        aggregator: JobAggregator,
+        table: MutableMapping[str, Any],
+        dead_letters: DeadLetterQueue,
+    ) -> None:
+        self._aggregator = aggregator
+        self._table = table
+        self._dead_letters = dead_letters
+
+    async def process(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            job_id = _job_id(delivery.key)
+            if job_id is None:
+                await self._dead_letters.send(
+                    delivery, "invalid-progress", "the message key is not a job id"
+                )
+                continue
+            await self._aggregator.on_progress(job_id, self._table)
+
+    async def after_dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Nothing to end: the job's next nudge, or the sweeper, moves it on."""
+
+
+def _job_id(key: bytes | None) -> str | None:
+    try:
+        return str(uuid.UUID((key or b"").decode()))
+    except (UnicodeDecodeError, ValueError):
+        return None
 
 
 async def _locked_job(conn: psycopg.AsyncConnection[Any], job_id: str) -> dict[str, Any] | None:

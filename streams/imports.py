@@ -20,7 +20,8 @@ notices it, lets the in-flight chunks finish, and re-publishes the event with ``
 set, so whichever worker owns the partition next carries on from there.
 
 A file that turns out unreadable (it vanished, its archive is corrupt, a zip bomb slipped past
-the upload checks) ends its job ``INTERNAL_FAILURE`` with the reason; the worker carries on.
+the upload checks) ends its job ``INTERNAL_FAILURE`` with the reason — rows it had sent but that
+were not processed yet fail as ``RecordNotProcessed`` — and the worker carries on.
 """
 
 from __future__ import annotations
@@ -29,19 +30,21 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
 from bulk_ingest.settings import Settings
-from domain.codec import AvroCodec, UndecodableMessage, load_codec
-from domain.entities import EntityDefinition, EntityRegistry, default_schemas_dir
-from domain.errors import BulkIngestError, InvalidInput
+from domain.codec import AvroCodec, UndecodableMessage
+from domain.entities import EntityDefinition, EntityRegistry
+from domain.errors import BulkIngestError, ErrorCode, InvalidInput
 from domain.file_formats import (
     FileFormat,
     ReadOptions,
@@ -53,8 +56,9 @@ from domain.file_formats import (
 )
 from domain.imports import RowRouter, plan_columns, plan_keys
 from domain.jobs import JobStatus, is_terminal
-from domain.routing import partition_for, routing_key
+from domain.routing import encode_parts, partition_for, routing_key
 from storage import files as file_rows
+from streams.unprocessed import UnprocessedRecords
 
 log = logging.getLogger("bulk_ingest.imports")
 MAX_IN_FLIGHT = 4
@@ -72,6 +76,7 @@ class ImportConfig:
     imports_topic: str
     libpq_url: str
     max_rows_ahead: int = 20_000
+    max_message_bytes: int = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -101,8 +106,10 @@ class ChunkSource:
         codec: AvroCodec,
         partitions: int,
         branch: str,
+        max_message_bytes: int,
     ) -> None:
         self._request = request
+        self._max_message_bytes = max_message_bytes
         self._rows = table.rows
         self._router = router
         self._codec = codec
@@ -127,7 +134,12 @@ class ChunkSource:
         if not self._take(lambda row, index: self._route(row, index, by_partition)):
             return None
         return Chunk(
-            number, [(p, self._encode(number, p, r)) for p, r in sorted(by_partition.items())]
+            number,
+            [
+                (partition, payload)
+                for partition, records in sorted(by_partition.items())
+                for payload in self._encode(number, partition, records)
+            ],
         )
 
     def _take(self, handle: Callable[[SourceRow, int], None]) -> bool:
@@ -151,19 +163,19 @@ class ChunkSource:
             routed["record"] = (self._branch, routed["record"])
         into[partition_for(key, self._partitions)].append(routed)
 
-    def _encode(self, number: int, partition: int, records: list[dict[str, Any]]) -> bytes:
+    def _encode(self, number: int, partition: int, records: list[dict[str, Any]]) -> list[bytes]:
         request = self._request
-        return self._codec.encode(
-            {
-                "job_id": request["job_id"],
-                "tenant_id": request["tenant_id"],
-                "entity": request["entity"],
-                "operation": request["operation"],
-                "total": 0,  # unknown until the whole file is read; the jobs row gets it then
-                "part_id": f"{number}:{partition}",
-                "records": records,
-            }
+        header = {
+            "job_id": request["job_id"],
+            "tenant_id": request["tenant_id"],
+            "entity": request["entity"],
+            "operation": request["operation"],
+            "total": 0,  # unknown until the whole file is read; the jobs row gets it then
+        }
+        parts = encode_parts(
+            self._codec.encode, header, f"{number}:{partition}", records, self._max_message_bytes
         )
+        return [payload for _, payload in parts]
 
 
 def read_options_of(request: Mapping[str, Any]) -> ReadOptions:
@@ -255,6 +267,7 @@ class ImportRunner:
         producer: AsyncProducer,
         reference_types: Callable[[str], Any],
         should_hand_over: Callable[[], bool],
+        unprocessed: UnprocessedRecords,
     ) -> None:
         self._config = config
         self._registry = registry
@@ -262,6 +275,7 @@ class ImportRunner:
         self._producer = producer
         self._reference_types = reference_types
         self._should_hand_over = should_hand_over
+        self._unprocessed = unprocessed
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         """The event; raises :class:`UndecodableMessage` for the dead-letter topic."""
@@ -280,14 +294,22 @@ class ImportRunner:
             log.info("import %s stopped: the job became %s", job_id, exc)
             return
         except ImportFailed as exc:
-            reason = str(exc)
-            log.warning("import %s failed: %s", job_id, reason)
-            await self._finish(request, lambda conn: file_rows.fail_import(conn, job_id, reason))
+            log.warning("import %s failed: %s", job_id, exc)
+            await self.fail(job_id, str(exc))
             return
         if outcome is None:
             return  # handed over
         await self._finish(request, lambda conn: file_rows.record_total(conn, job_id, outcome))
         log.info("import %s: %s rows read in %.1f s", job_id, outcome, time.monotonic() - started)
+
+    async def fail(self, job_id: str, reason: str) -> None:
+        """End the import INTERNAL_FAILURE; rows sent but not processed fail on the way."""
+        await self._unprocessed.end_incomplete(
+            job_id,
+            ErrorCode.RecordNotProcessed,
+            f"was read from the file but not processed: {reason[:300]}",
+            reason,
+        )
 
     async def _produce_rows(self, request: dict[str, Any]) -> int | None:
         """Every row on ``bulk.records``; the row count, or None when handed over."""
@@ -341,7 +363,13 @@ class ImportRunner:
             raise ImportFailed(f"The file cannot be read: {exc}") from exc
         branch = str(definition.avro_schema["name"])
         source = ChunkSource(
-            request, table, router, self._codecs.records, self._config.partitions, branch
+            request,
+            table,
+            router,
+            self._codecs.records,
+            self._config.partitions,
+            branch,
+            self._config.max_message_bytes,
         )
         return source, stack
 
@@ -414,58 +442,53 @@ async def _drain(tasks: list[asyncio.Task[None]]) -> None:
         await tasks.pop(0)
 
 
-def register_import_agent(
-    app: Any,
-    topic: Any,
-    settings: Settings,
-    registry: EntityRegistry,
-    producer: AsyncProducer,
-    references: Any,
-    dead_letters: Any,
-    retrying: Callable[[Any], Any],
-    in_flight: Any = None,
-) -> Any:
-    """The Faust agent on ``bulk.imports``: one event at a time, handed back only when done.
-
-    ``in_flight`` (the stall watchdog's register) learns which partition is busy with a long
-    import, so a partition whose offset waits for one is not mistaken for a stalled one.
-    """
-    schemas_dir = default_schemas_dir()
-    runner = ImportRunner(
-        ImportConfig(
-            file_dir=settings.file_dir,
-            caps=ZipCaps(settings.zip_max_uncompressed_bytes, settings.zip_max_ratio),
-            partitions=settings.partitions,
-            records_topic=settings.topics.records,
-            progress_topic=settings.topics.progress,
-            imports_topic=settings.topics.imports,
-            libpq_url=settings.libpq_url,
-            max_rows_ahead=settings.import_max_rows_ahead,
-        ),
-        registry,
-        ImportCodecs(
-            imports=load_codec(schemas_dir, "bulk.imports"),
-            records=load_codec(schemas_dir, "bulk.records"),
-            progress=load_codec(schemas_dir, "bulk.progress"),
-        ),
-        producer,
-        references.reference_types_for,
-        should_hand_over=lambda: bool(app.rebalancing) or bool(app.should_stop),
+def import_config(settings: Settings, max_message_bytes: int) -> ImportConfig:
+    return ImportConfig(
+        file_dir=settings.file_dir,
+        caps=ZipCaps(settings.zip_max_uncompressed_bytes, settings.zip_max_ratio),
+        partitions=settings.partitions,
+        records_topic=settings.topics.records,
+        progress_topic=settings.topics.progress,
+        imports_topic=settings.topics.imports,
+        libpq_url=settings.libpq_url,
+        max_rows_ahead=settings.import_max_rows_ahead,
+        max_message_bytes=max_message_bytes,
     )
 
-    @app.agent(topic)
-    async def import_files(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                request = runner.decode(event.message.value)
-            except UndecodableMessage as error:
-                await retrying(lambda event=event, error=error: dead_letters.send(event, error))
-                continue
-            tp = event.message.tp
-            if in_flight is not None:
-                in_flight.begin(tp.topic, tp.partition)
-            await retrying(lambda request=request: runner.run(request))
-            if in_flight is not None:
-                in_flight.end(tp.topic, tp.partition)
 
-    return import_files
+class ImportStage:
+    """``bulk.imports``: one event at a time, handed back to Faust only when done."""
+
+    name = "import"
+
+    def __init__(self, runner: ImportRunner, dead_letters: DeadLetterQueue) -> None:
+        self._runner = runner
+        self._dead_letters = dead_letters
+
+    async def process(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            request = await self._decoded(delivery)
+            if request is not None:
+                await self._runner.run(request)
+
+    async def _decoded(self, delivery: Delivery) -> dict[str, Any] | None:
+        try:
+            request = self._runner.decode(delivery.value)
+        except UndecodableMessage as error:
+            await self._dead_letters.send(delivery, error.reason, error.detail)
+            return None
+        try:
+            uuid.UUID(str(request["job_id"]))
+        except ValueError:
+            await self._dead_letters.send(delivery, "invalid-import", "job_id is not a UUID")
+            return None
+        return request
+
+    async def after_dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """An import event that kept failing ends its job."""
+        try:
+            request = self._runner.decode(delivery.value)
+            job_id = str(uuid.UUID(str(request["job_id"])))
+        except (UndecodableMessage, ValueError):
+            return
+        await self._runner.fail(job_id, f"the import failed repeatedly: {reason}")

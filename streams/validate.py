@@ -1,115 +1,122 @@
-"""Validate + partition: a request chunk becomes one ``RecordBatch`` per owning partition.
+"""Validate + partition: a request chunk becomes ``RecordBatch`` messages, one or more per
+owning partition (pure apart from the reference types it is handed).
 
-Pure apart from the reference types it is handed: semantic rules that need no entity rows run
-here (country and currency codes, real dates, the tenant's reference types); records from
-external producers, which never passed the gateway, also get the basic checks. A failed record
-travels on with its failure so the persist stage records its outcome like any other.
+Every record gets the gateway's full basic validation — whatever ``source`` the chunk claims,
+nothing on ``bulk.requests`` is trusted — then the semantic rules that need no entity rows
+(country and currency codes, real dates, the tenant's reference types). A failed record travels
+on with its failure so the persist stage records its outcome like any other; it carries its
+values only when they fit the entity's Avro schema and are small enough to report
+(:data:`MAX_KEPT_RECORD_CHARS`), so a hostile record never inflates a batch.
 """
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domain.entities import EntityRegistry
-from domain.errors import ErrorCode, InvalidInput
-from domain.routing import partition_for, routing_key
-from domain.validation import record_basic_failure, semantic_error
+from fastavro.validation import validate as avro_valid
+
+from domain.chunks import RequestChunk
+from domain.entities import EntityDefinition, EntityRegistry
+from domain.routing import encode_parts, partition_for, routing_key
+from domain.text import storable
+from domain.validation import record_basic_failure, semantic_error, to_avro_record
+
+MAX_KEPT_RECORD_CHARS = 65_536
+"""A failed record larger than this (as JSON) is reported without its values."""
 
 
 @dataclass(frozen=True)
 class RoutedBatch:
     partition: int
-    payload: dict[str, Any]  # a RecordBatch
+    part_id: str
+    payload: bytes  # an encoded RecordBatch
 
 
-def _routed_record(
-    registry: EntityRegistry,
-    chunk: Mapping[str, Any],
+def routed_record(
+    definition: EntityDefinition,
     index: int,
-    record: dict[str, Any],
+    record: object,
     reference_types: Mapping[str, frozenset[str]],
 ) -> dict[str, Any]:
-    definition = registry.get(chunk["entity"])
-    key = record.get(definition.key_field)
+    """One record as the persist stage takes it (``RoutedRecord`` without the union branch)."""
     error = None
-    if chunk["source"] == "kafka":
-        basic = record_basic_failure(definition, record, index)
-        if basic is not None:
-            error = {"code": basic.error_code.value, "field": basic.field, "message": basic.message}
-    if error is None:
+    basic = record_basic_failure(definition, record, index)
+    if basic is not None:
+        error = {"code": basic.error_code.value, "field": basic.field, "message": basic.message}
+    elif isinstance(record, dict):
         semantic = semantic_error(definition, record, reference_types)
         if semantic is not None:
             code, field, message = semantic
             error = {"code": str(code), "field": field, "message": message}
+    key = record.get(definition.key_field) if isinstance(record, dict) else None
     return {
         "index": index,
-        "key": key if isinstance(key, str) and key else None,
-        "record": record,
+        "key": storable(key) if isinstance(key, str) and key else None,
+        "record": record if error is None else kept_record(definition, record),
         "error": error,
         "line": None,
         "source": None,
     }
 
 
-def _unknown_entity_record(index: int, message: str) -> dict[str, Any]:
-    return {
-        "index": index,
-        "key": None,
-        "record": None,
-        "error": {"code": ErrorCode.UnknownEntity.value, "field": None, "message": message},
-        "line": None,
-        "source": None,
-    }
+def kept_record(definition: EntityDefinition, record: object) -> dict[str, Any] | None:
+    """A failed record's values for the report, if they fit the schema and are not huge."""
+    if not isinstance(record, dict):
+        return None
+    try:
+        if len(json.dumps(record, default=str)) > MAX_KEPT_RECORD_CHARS:
+            return None
+        candidate = storable(to_avro_record(definition, record))
+        if avro_valid(candidate, definition.avro_schema, raise_errors=False):
+            return candidate
+    except (TypeError, ValueError, AttributeError, OverflowError, RecursionError):
+        pass
+    return None
 
 
 def route_chunk(
     registry: EntityRegistry,
-    chunk: Mapping[str, Any],
+    chunk: RequestChunk,
     reference_types: Mapping[str, frozenset[str]],
     partitions: int,
+    encode: Callable[[Mapping[str, Any]], bytes],
+    max_message_bytes: int,
 ) -> list[RoutedBatch]:
-    """Split one request chunk by the partition that owns each record's key."""
+    """Split one (envelope-checked) request chunk by the partition that owns each record."""
+    definition = registry.get(chunk.entity)
     by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    first = chunk["first_index"]
-    for offset, record in enumerate(chunk["records"]):
-        index = first + offset
-        try:
-            routed = _routed_record(registry, chunk, index, record, reference_types)
-        except InvalidInput as exc:  # an entity this deployment does not know
-            routed = _unknown_entity_record(index, exc.errors[0].message)
-        key = routing_key(chunk["tenant_id"], chunk["entity"], routed["key"], index)
+    for offset, record in enumerate(chunk.records):
+        index = chunk.first_index + offset
+        routed = routed_record(definition, index, record, reference_types)
+        key = routing_key(chunk.tenant_id, chunk.entity, routed["key"], index)
         by_partition[partition_for(key, partitions)].append(routed)
-    branch = _branch_name(registry, chunk["entity"])
+    branch = str(definition.avro_schema["name"])  # fastavro's parsed schema: the full name
+    header = {
+        "job_id": chunk.job_id,
+        "tenant_id": chunk.tenant_id,
+        "entity": chunk.entity,
+        "operation": chunk.operation.value,
+        "total": chunk.total,
+    }
     return [
-        RoutedBatch(
-            partition,
-            {
-                "job_id": chunk["job_id"],
-                "tenant_id": chunk["tenant_id"],
-                "entity": chunk["entity"],
-                "operation": chunk["operation"],
-                "total": chunk["total"],
-                "part_id": f"{chunk['chunk_index']}:{partition}",
-                "records": [_with_branch(r, branch) for r in records],
-            },
-        )
+        RoutedBatch(partition, part_id, payload)
         for partition, records in sorted(by_partition.items())
+        for part_id, payload in encode_parts(
+            encode,
+            header,
+            f"{chunk.chunk_index}:{partition}",
+            [_with_branch(r, branch) for r in records],
+            max_message_bytes,
+        )
     ]
 
 
-def _branch_name(registry: EntityRegistry, entity: str) -> str | None:
-    try:
-        schema = registry.get(entity).avro_schema
-    except InvalidInput:
-        return None
-    return str(schema["name"])  # fastavro's parsed schema carries the full name
-
-
-def _with_branch(routed: dict[str, Any], branch: str | None) -> dict[str, Any]:
+def _with_branch(routed: dict[str, Any], branch: str) -> dict[str, Any]:
     """Name the union branch explicitly: faster than fastavro guessing, and unambiguous."""
-    if routed["record"] is not None and branch is not None:
+    if routed["record"] is not None:
         return {**routed, "record": (branch, routed["record"])}
     return routed

@@ -104,5 +104,24 @@ class StallWatch:
                 self._seen[key] = _Observation(position, now)  # give the remedy time to act
         return stalled
 
+    def backlog(self, topics: Iterable[str]) -> int:
+        """Messages of these topics the group has not committed yet (-1: the broker is away)."""
+        try:
+            metadata = self._consumer.list_topics(timeout=10)
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in topics
+                if topic in metadata.topics
+                for p in metadata.topics[topic].partitions
+            ]
+            waiting = 0
+            for tp in self._consumer.committed(partitions, timeout=10):
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+                waiting += max(high - (tp.offset if tp.offset >= 0 else low), 0)
+            return waiting
+        except KafkaException as exc:
+            log.warning("backlog unknown: %s", exc)
+            return -1
+
     def close(self) -> None:
         self._consumer.close()

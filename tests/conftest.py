@@ -28,6 +28,8 @@ from tests.support.http import Api, poll
 
 TEST_KAFKA_PORT = 19092
 TEST_HTTP_PORT = 18080
+INCOMPLETE_JOB_SECONDS = 8.0
+FAULT_INJECTION_KEY = "poison-pill-fault-injection"
 
 
 def _test_settings() -> Settings:
@@ -68,6 +70,13 @@ def _test_settings() -> Settings:
         webhook_sweep_seconds=1.0,
         # File imports: expired files are purged within a second, so a test can watch it.
         file_cleanup_interval_seconds=1.0,
+        # Incomplete jobs end within seconds (never while the group still has messages to
+        # read), so the hostile-input tests can watch it; abandoned jobs within a second.
+        incomplete_job_seconds=INCOMPLETE_JOB_SECONDS,
+        kafka_delivery_timeout_seconds=6.0,  # below INCOMPLETE_JOB_SECONDS
+        incomplete_job_check_seconds=1.0,
+        # A record with this key makes the persist stage fail: the poison-message tests.
+        fault_injection_key=FAULT_INJECTION_KEY,
     )
 
 

@@ -8,6 +8,7 @@ import psycopg
 from confluent_kafka.admin import AdminClient
 
 from tests.support.http import poll
+from tests.support.kafka import all_dead_letters
 from tests.support.outcomes import outcome_events
 from tests.support.records import customers, unique_prefix
 
@@ -43,6 +44,8 @@ def _assert_exact(settings, tenant, job_id: str, total: int) -> None:
     assert sorted(events) == list(range(total)), "every record has an outcome event"
     for index, copies in events.items():  # a redelivered batch re-emits the very same outcome
         assert all(copy == copies[0] for copy in copies), (index, copies)
+    # A kill is not a failure the worker recorded: nothing of the job was dead-lettered.
+    assert all_dead_letters(settings, job_id.encode()) == []
 
 
 def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings, service):

@@ -141,8 +141,10 @@ SUPPLIER_SCHEMA = {
         {"name": "rating", "type": ["null", "int"], "default": None},
     ],
 }
+SUPPLIER_TEXT = {"forbiddenCodePoints": ["U+0000", "U+D800-U+DFFF"]}
 SUPPLIER_RULES = {
     "key": "code",
+    "text": SUPPLIER_TEXT,
     "fields": {
         "code": {"required": True, "maxLength": 8},
         "country": {"format": "country2", "codeList": "iso3166-1-alpha-2"},
@@ -182,7 +184,11 @@ def test_adding_an_entity_is_adding_its_two_files(tmp_path: Path) -> None:
         ({**SUPPLIER_RULES, "fields": {"code": {"required": True, "maxItems": 3}}}, "maxItems"),
         ({**SUPPLIER_RULES, "fields": {"code": {"required": True, "format": "zip"}}}, "zip"),
         ({**SUPPLIER_RULES, "fields": {"code": {"required": True, "maxLength": "8"}}}, "type"),
-        ({"key": "code", "fields": {}}, "required"),
+        ({"key": "code", "text": SUPPLIER_TEXT, "fields": {"code": {"maxLength": 8}}}, "required"),
+        ({**SUPPLIER_RULES, "fields": {"code": {"required": True}}}, "maxLength or a format"),
+        ({**SUPPLIER_RULES, "text": {"forbiddenCodePoints": ["U+D800-U+DFFF"]}}, "U\\+0000"),
+        ({**SUPPLIER_RULES, "text": {"forbiddenCodePoints": ["U+0000", "x"]}}, "U\\+XXXX"),
+        ({k: v for k, v in SUPPLIER_RULES.items() if k != "text"}, "forbiddenCodePoints"),
     ],
 )
 def test_inconsistent_rules_fail_loudly_at_load(

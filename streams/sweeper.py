@@ -1,0 +1,101 @@
+"""The incomplete-job sweeper: no job stays non-terminal for ever (design.md §8).
+
+Every ``BULK_INGEST_INCOMPLETE_JOB_CHECK_SECONDS`` each worker looks for
+
+- jobs the gateway **abandoned** (it could not publish them and answered ``503``), and
+- **idle** jobs: live, with no chunk taken, no row read and no progress for
+  ``BULK_INGEST_INCOMPLETE_JOB_SECONDS`` (default 600) — a producer that never sent its last
+  chunk, a ``total`` larger than what was sent, a gateway that died mid-publish.
+
+Each such job fails the records that never arrived as ``RecordNotReceived`` (in the ledger
+first, so a late chunk changes nothing) and ends ``INTERNAL_FAILURE`` with
+``processed == total``. Idle jobs are swept only while the consumer group has read everything
+on ``bulk.requests``, ``bulk.imports`` and ``bulk.records``: a job whose chunks wait behind a
+backlog is slow, not abandoned. The job row's lock makes concurrent sweepers harmless. The
+sweeper also finishes announcements a crash interrupted (:mod:`streams.unprocessed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from domain.errors import ErrorCode
+from storage.connection import StageConnection
+from streams.unprocessed import UnprocessedRecords
+
+log = logging.getLogger("bulk_ingest.sweeper")
+BATCH = 50
+_LIVE = "status IN ('PENDING', 'READY', 'STARTED')"
+
+
+class IncompleteJobSweeper:
+    def __init__(
+        self,
+        libpq_url: str,
+        unprocessed: UnprocessedRecords,
+        backlog: Callable[[Iterable[str]], int],
+        watched_topics: Iterable[str],
+        idle_seconds: float,
+    ) -> None:
+        self._connection = StageConnection(libpq_url, autocommit=True)
+        self._unprocessed = unprocessed
+        self._backlog = backlog
+        self._watched = tuple(watched_topics)
+        self._idle_seconds = idle_seconds
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def sweep(self) -> int:
+        """One pass; the number of jobs ended."""
+        await self._unprocessed.announce_pending()
+        ended = 0
+        for job_id, reason in await self._abandoned():
+            text = "was not received: the gateway could not publish the job"
+            ended += await self._end(job_id, text, reason or "the gateway could not publish it")
+        idle = await self._idle()
+        if idle:
+            waiting = await asyncio.to_thread(self._backlog, self._watched)
+            if waiting:
+                log.info("%d idle jobs wait: %d messages are still to be read", len(idle), waiting)
+                return ended
+        for job_id in idle:
+            seconds = f"{self._idle_seconds:g}"
+            text = f"was not received: the job received no chunk or row for {seconds} s"
+            reason = (
+                f"The job received no chunk or row for {seconds} s (BULK_INGEST_INCOMPLETE_JOB_"
+                "SECONDS); the records that never arrived failed as RecordNotReceived."
+            )
+            ended += await self._end(job_id, text, reason)
+        return ended
+
+    async def _end(self, job_id: str, text: str, reason: str) -> int:
+        done = await self._unprocessed.end_incomplete(
+            job_id, ErrorCode.RecordNotReceived, text, reason
+        )
+        return int(done)
+
+    async def _abandoned(self) -> list[tuple[str, str | None]]:
+        rows = await self._rows(
+            f"SELECT job_id::text, failure_reason FROM jobs WHERE {_LIVE} "
+            "AND abandoned_at IS NOT NULL ORDER BY abandoned_at LIMIT %s",
+            [BATCH],
+        )
+        return [(job_id, reason) for job_id, reason in rows]
+
+    async def _idle(self) -> list[str]:
+        rows = await self._rows(
+            f"SELECT job_id::text FROM jobs WHERE {_LIVE} AND updated_at < now() - %s * "
+            "interval '1 second' AND coalesce(last_chunk_at, created_at) < now() - %s * "
+            "interval '1 second' ORDER BY updated_at LIMIT %s",
+            [self._idle_seconds, self._idle_seconds, BATCH],
+        )
+        return [job_id for (job_id,) in rows]
+
+    async def _rows(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+        conn = await self._connection.get()
+        cursor = await conn.execute(query, params)
+        return list(await cursor.fetchall())

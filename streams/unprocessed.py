@@ -1,0 +1,155 @@
+"""Records the service gives up on still get exactly one outcome (design.md §8).
+
+- A dead-lettered chunk or record batch fails the records it carried as ``RecordNotProcessed``
+  — only when the job row agrees with the message (a forged message naming another tenant's
+  job leaves that job untouched); the job then ends normally once its other records are in.
+- A job that stopped receiving chunks or rows (or that the gateway abandoned) fails the
+  records that never arrived as ``RecordNotReceived`` and ends ``INTERNAL_FAILURE``;
+  an import whose file became unreadable fails the rows it had sent but that were not yet
+  processed as ``RecordNotProcessed``.
+
+Each is one transaction holding the job row's lock (persist batches of that job hold it for
+share, so they never interleave): outcomes go into the ledger first (never over an existing
+one, so a late record changes nothing), counted in a fill part marked ``pending_events``. Then
+the outcome events are produced, the aggregator is nudged (it publishes the job's terminal
+event), and the part is marked announced. A crash in between leaves the part pending, and
+:meth:`UnprocessedRecords.announce_pending` (run by the sweeper) finishes the announcement.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bulk_ingest.kafka import AsyncProducer
+from domain.errors import ErrorCode
+from domain.jobs import JobStatus
+from storage import ledger
+from storage.connection import StageConnection
+from storage.jobs import JobRow, end_job, lock_job
+from storage.ledger import FillMessage, UnprocessedRecord
+from streams.events import Announcer
+
+log = logging.getLogger("bulk_ingest.unprocessed")
+
+
+class UnprocessedRecords:
+    def __init__(
+        self,
+        libpq_url: str,
+        producer: AsyncProducer,
+        announcer: Announcer,
+        labels: Mapping[str, str],
+    ) -> None:
+        self._connection = StageConnection(libpq_url)
+        self._producer = producer
+        self._announcer = announcer
+        self._labels = labels
+
+    async def close(self) -> None:
+        await self._connection.close()
+
+    async def fail_records(
+        self,
+        job_id: str,
+        accepts: Callable[[JobRow], bool],
+        records: Sequence[UnprocessedRecord],
+        text: str,
+        where: str,
+        *,
+        chunk_index: int | None = None,
+    ) -> int:
+        """Fail these records ``RecordNotProcessed`` if the job is live and ``accepts`` its row.
+
+        ``text`` completes "<Label> at index <i> ..." in each message; ``where`` names the
+        message that carried them (it qualifies the fill part); ``chunk_index``, for records of
+        a request chunk, spares the indexes other admitted chunks of the job carry. The number
+        of records failed.
+        """
+        code = ErrorCode.RecordNotProcessed.value
+        part_id = ledger.fill_part_id(code, where)
+        conn = await self._connection.get()
+        async with conn.transaction():
+            job = await lock_job(conn, job_id)
+            if job is None or job.terminal or not accepts(job):
+                return 0
+            wanted = [
+                r for r in records if r.index >= 0 and (job.total == 0 or r.index < job.total)
+            ]
+            message = self._message(job, text)
+            failed = await ledger.fill(
+                conn, job_id, wanted, code, message, part_id, chunk_index=chunk_index
+            )
+        log.warning("job %s: %d records failed %s (%s)", job_id, failed, code, where)
+        await self.announce(job_id, part_id)
+        return failed
+
+    async def end_incomplete(
+        self, job_id: str, code: ErrorCode, text: str, reason: str, *, total: int | None = None
+    ) -> bool:
+        """Fail every record without an outcome with ``code`` and end the job INTERNAL_FAILURE.
+
+        A job whose total is not known yet (an import still reading its file) takes ``total``
+        (the rows it sent), or else one past the highest index with an outcome. True when the
+        job ended.
+        """
+        part_id = ledger.fill_part_id(code.value)
+        conn = await self._connection.get()
+        async with conn.transaction():
+            job = await lock_job(conn, job_id)
+            if job is None or job.terminal:
+                return False
+            known = job.total if job.total > 0 else total
+            if known is None:
+                known = await _ledger_extent(conn, job_id)
+            await ledger.fill_all_missing(conn, job_id, known, code.value, self._message(job, text))
+            await end_job(
+                conn,
+                job_id,
+                JobStatus.INTERNAL_FAILURE,
+                reason=reason,
+                total=known if job.total != known else None,
+            )
+        log.warning("job %s ended INTERNAL_FAILURE: %s", job_id, reason)
+        await self.announce(job_id, part_id)
+        return True
+
+    async def announce(self, job_id: str, part_id: str) -> None:
+        """Produce the fill part's outcome events, nudge the aggregator, mark it announced."""
+        conn = await self._connection.get()
+        async with conn.transaction():
+            cursor = await conn.execute(
+                "SELECT tenant_id::text, entity FROM jobs WHERE job_id = %s", [job_id]
+            )
+            row = await cursor.fetchone()
+            if row is None:
+                return
+            tenant_id, entity = row
+            code = ledger.code_of_fill_part(part_id)
+            async for page in ledger.filled_outcomes(conn, job_id, tenant_id, entity, code):
+                await self._producer.send_all(self._announcer.outcome_messages(page))
+            await self._producer.send_all(
+                [self._announcer.progress_nudge(job_id, tenant_id, part_id)]
+            )
+            await ledger.mark_announced(conn, job_id, part_id)
+
+    async def announce_pending(self) -> int:
+        """Finish announcements a crash interrupted; the number of parts announced."""
+        conn = await self._connection.get()
+        async with conn.transaction():
+            pending = await ledger.pending_fill_parts(conn)
+        for job_id, part_id in pending:
+            await self.announce(job_id, part_id)
+        return len(pending)
+
+    def _message(self, job: JobRow, text: str) -> FillMessage:
+        return FillMessage(self._labels.get(job.entity, "Record"), text)
+
+
+async def _ledger_extent(conn: Any, job_id: str) -> int:
+    cursor = await conn.execute(
+        "SELECT coalesce(max(index) + 1, 0) FROM record_outcomes WHERE job_id = %s", [job_id]
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0

@@ -1,0 +1,175 @@
+"""Kafka helpers for tests: publish request chunks as a producer would, read the DLQ, and run
+canary jobs that cross every partition of the pipeline."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+
+from domain.codec import load_codec
+from domain.entities import default_schemas_dir
+from domain.routing import partition_for, routing_key
+from tests.support.http import Api, poll
+
+CUSTOMER_BRANCH = "bulk_ingest.entities.Customer"
+PRODUCT_BRANCH = "bulk_ingest.entities.Product"
+REQUESTS_CODEC = load_codec(default_schemas_dir(), "bulk.requests")
+
+
+def avro_customer(key: str, **overrides: Any) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "externalId": key,
+        "firstName": "Ada",
+        "lastName": "Lovelace",
+        "email": None,
+        "phone": None,
+        "company": None,
+        "addresses": None,
+        "importantDates": None,
+    }
+    record.update(overrides)
+    return record
+
+
+def chunk(tenant_id: str, job_id: str, records: list[Any], **changes: Any) -> dict[str, Any]:
+    """A ``BulkRequestChunk`` holding ``records`` (Avro dicts, or (branch, dict) pairs)."""
+    body: dict[str, Any] = {
+        "job_id": job_id,
+        "tenant_id": tenant_id,
+        "entity": "customers",
+        "operation": "insert",
+        "source": "kafka",
+        "webhook_url": None,
+        "chunk_index": 0,
+        "chunk_count": 1,
+        "total": len(records),
+        "first_index": 0,
+        "records": [r if isinstance(r, tuple) else (CUSTOMER_BRANCH, r) for r in records],
+        "submitted_at": datetime.now(UTC),
+    }
+    body.update(changes)
+    return body
+
+
+def publish(
+    bootstrap: str,
+    topic: str,
+    payloads: list[bytes],
+    key: bytes | None,
+    partition: int | None = None,
+) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap})
+    for payload in payloads:
+        kwargs: dict[str, Any] = {"key": key} if key is not None else {}
+        if partition is not None:
+            kwargs["partition"] = partition
+        producer.produce(topic, value=payload, **kwargs)
+    assert producer.flush(30) == 0
+
+
+def publish_chunks(settings: Any, job_id: str, *chunks: dict[str, Any]) -> None:
+    payloads = [REQUESTS_CODEC.encode(c) for c in chunks]
+    publish(settings.kafka_bootstrap, settings.topics.requests, payloads, job_id.encode())
+
+
+def dead_letters(
+    settings: Any, key: bytes, expected: int = 1, timeout: float = 30
+) -> list[Message]:
+    """The dead-lettered messages with this Kafka key, once ``expected`` of them arrived."""
+
+    def enough() -> list[Message] | None:
+        found = all_dead_letters(settings, key)
+        return found if len(found) >= expected else None
+
+    return poll(enough, timeout, f"{expected} dead letters keyed {key!r}", interval=0.5)
+
+
+def all_dead_letters(settings: Any, key: bytes) -> list[Message]:
+    """Every message on the dead-letter topic with this Kafka key, read from the start."""
+    topic = settings.topics.dlq
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}"}
+    )
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        for p in partitions
+    }
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
+    found: list[Message] = []
+    read: dict[int, int] = {p: 0 for p in partitions}
+    deadline = time.monotonic() + 30
+    try:
+        while any(read[p] < ends[p] for p in partitions) and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error():
+                    continue
+                read[message.partition()] = message.offset() + 1
+                if message.key() == key:
+                    found.append(message)
+    finally:
+        consumer.close()
+    return found
+
+
+def headers_of(message: Message) -> dict[str, str]:
+    return {name: value.decode() for name, value in message.headers() or []}
+
+
+class Canaries:
+    """Jobs that must complete: one per ``bulk.requests`` partition, each with records whose keys
+    land on every ``bulk.records`` partition. If any stage of any partition is stuck, a canary
+    job stays unfinished."""
+
+    def __init__(self, settings: Any, tenant_id: str, api: Api) -> None:
+        self._settings = settings
+        self._tenant_id = tenant_id
+        self._api = api
+        self.rounds = 0
+
+    def _keys(self, prefix: str) -> list[str]:
+        partitions = self._settings.partitions
+        keys: dict[int, str] = {}
+        n = 0
+        while len(keys) < partitions:
+            key = f"{prefix}-{n}"
+            route = routing_key(self._tenant_id, "customers", key, 0)
+            keys.setdefault(partition_for(route, partitions), key)
+            n += 1
+        return [keys[p] for p in range(partitions)]
+
+    def fly(self, timeout: float = 90) -> None:
+        """Send one canary job to each request partition and wait until all completed."""
+        self.rounds += 1
+        jobs = []
+        producer_topic = self._settings.topics.requests
+        for partition in range(self._settings.partitions):
+            job_id = str(uuid.uuid4())
+            keys = self._keys(f"canary-{uuid.uuid4().hex[:8]}")
+            payload = REQUESTS_CODEC.encode(
+                chunk(self._tenant_id, job_id, [avro_customer(k) for k in keys])
+            )
+            publish(
+                self._settings.kafka_bootstrap,
+                producer_topic,
+                [payload],
+                job_id.encode(),
+                partition,
+            )
+            jobs.append((job_id, len(keys)))
+        for job_id, count in jobs:
+            done = poll(
+                lambda job_id=job_id: self._finished(job_id), timeout, f"canary job {job_id}"
+            )
+            assert (done["status"], done["successful"]) == ("COMPLETED", count), done
+
+    def _finished(self, job_id: str) -> dict[str, Any] | None:
+        answer = self._api.get(f"/api/v1/jobs/{job_id}")
+        if answer.status != 200:
+            return None
+        job = answer.json()
+        return job if job["status"] not in ("PENDING", "READY", "STARTED") else None
