@@ -106,12 +106,15 @@ def turn(version: Version, runs: int, records: int) -> None:
     measured = [LINE.search(line) for line in bench.stdout.splitlines()]
     found = [m for m in measured if m][1:]  # the first run warms up
     for match in found:
-        count, _, process_s, _, copy_s = match.groups()
+        count, accept_s, process_s, _, copy_s = match.groups()
         rate = int(count) / float(process_s)
         ratio = float(process_s) / float(copy_s)
         version.rates.append(rate)
         version.ratios.append(ratio)
-        print(f"{version.name:4} {rate:9,.0f} records/s, x{ratio:5.1f} COPY  load {load()}")
+        print(
+            f"{version.name:4} 202 in {float(accept_s):4.2f} s, {rate:9,.0f} records/s "
+            f"202 → terminal, x{ratio:5.1f} COPY  load {load()}"
+        )
 
 
 def wait_healthy(port: int, service: subprocess.Popen[bytes], timeout: float = 180) -> None:

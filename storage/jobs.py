@@ -207,7 +207,8 @@ _JOB_ROW = "job_id::text, tenant_id::text, entity, operation, source, status, to
 
 
 async def lock_job(conn: psycopg.AsyncConnection[Any], job_id: str) -> JobRow | None:
-    """The job row, locked for update until the caller's transaction ends."""
+    """The job row, locked ``FOR UPDATE`` until the caller's transaction ends: it also waits for
+    the persist batches of the job (they hold ``FOR KEY SHARE``), for filling and ending it."""
     cursor = await conn.execute(
         f"SELECT {_JOB_ROW} FROM jobs WHERE job_id = %s FOR UPDATE", [job_id]
     )

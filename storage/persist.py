@@ -1,8 +1,8 @@
 """One database transaction per batch: entity rows, the outcome ledger and part counts together.
 
 Steps, in one transaction:
-1. lock the batch's job rows for share: a job that is terminal (or unknown) takes no records,
-   and a job being ended or filled waits for this batch, never interleaves with it;
+1. lock the batch's job rows (``FOR KEY SHARE``): a job that is terminal (or unknown) takes no
+   records, and a job being ended or filled waits for this batch, never interleaves with it;
 2. read the ledger for the records of parts seen before (and of jobs with a fill part): those
    records were already done (a redelivery) and their stored outcomes are re-emitted unchanged;
 3. read the entity rows the remaining records touch and decide every outcome (domain.outcomes);
@@ -405,10 +405,16 @@ def _column_named_by(error: Exception) -> str | None:
 async def _lock_jobs(
     conn: psycopg.AsyncConnection[Any], job_ids: Iterable[str]
 ) -> dict[str, JobStatus]:
-    """The jobs' statuses, their rows locked for share until the transaction ends."""
+    """The jobs' statuses, their rows locked ``FOR KEY SHARE`` until the transaction ends.
+
+    The weakest row lock: it conflicts only with ``FOR UPDATE``, which filling and ending a job
+    take (:func:`storage.jobs.lock_job`), and not with the aggregator's and the validate stage's
+    ``FOR NO KEY UPDATE``, so batches of one job on several workers never wait for each other
+    or for the job's progress updates.
+    """
     cursor = await conn.execute(
         "SELECT job_id::text, status FROM jobs WHERE job_id = ANY(%s::uuid[]) "
-        "ORDER BY job_id FOR SHARE",
+        "ORDER BY job_id FOR KEY SHARE",
         [sorted(set(job_ids))],
     )
     return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}

@@ -87,7 +87,6 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("completed_at", DateTime(timezone=True)),
     *_timestamps(),
-    Column("last_chunk_at", DateTime(timezone=True)),
     Column("abandoned_at", DateTime(timezone=True)),
     Index("jobs_tenant_created", "tenant_id", text("created_at DESC"), text("job_id DESC")),
     Index(

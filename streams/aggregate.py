@@ -110,7 +110,7 @@ def _job_id(key: bytes | None) -> str | None:
 
 async def _locked_job(conn: psycopg.AsyncConnection[Any], job_id: str) -> dict[str, Any] | None:
     cursor = await conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = %s FOR UPDATE", [job_id]
+        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = %s FOR NO KEY UPDATE", [job_id]
     )
     row = await cursor.fetchone()
     if row is None:

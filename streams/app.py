@@ -47,6 +47,10 @@ log = logging.getLogger("bulk_ingest.worker")
 
 MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2
 """Record batches are cut to half the largest message Kafka takes here."""
+VALIDATE_BATCH = 8
+"""Request chunks the validate stage takes at once (at most ~64 MiB of chunks in memory)."""
+VALIDATE_WAIT_SECONDS = 0.005
+"""How long it waits for more chunks: short, a sync request of one chunk is waiting."""
 
 
 def delivery_of(event: Any) -> Delivery:
@@ -211,7 +215,9 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.agent(app.topic(topics.requests, **raw))
     async def validate_requests(stream: Any) -> None:
-        await each_event(validate, stream)
+        # A few chunks at a time: their produce acknowledgements overlap (VALIDATE_BATCH).
+        async for events in stream.take_events(VALIDATE_BATCH, within=VALIDATE_WAIT_SECONDS):
+            await validate.run([delivery_of(event) for event in events])
 
     @app.agent(app.topic(topics.records, **raw))
     async def persist_records(stream: Any) -> None:

@@ -88,14 +88,16 @@ class IncompleteJobSweeper:
 
     async def _idle(self) -> list[str]:
         rows = await self._rows(
-            f"SELECT job_id::text FROM jobs WHERE {_LIVE} AND updated_at < now() - %s * "
-            "interval '1 second' AND coalesce(last_chunk_at, created_at) < now() - %s * "
-            "interval '1 second' ORDER BY updated_at LIMIT %s",
-            [self._idle_seconds, self._idle_seconds, BATCH],
+            f"SELECT job_id::text FROM jobs j WHERE {_LIVE} AND updated_at < now() - %(idle)s * "
+            "interval '1 second' AND created_at < now() - %(idle)s * interval '1 second' "
+            "AND NOT EXISTS (SELECT 1 FROM job_chunks c WHERE c.job_id = j.job_id "
+            "AND c.received_at > now() - %(idle)s * interval '1 second') "
+            "ORDER BY updated_at LIMIT %(batch)s",
+            {"idle": self._idle_seconds, "batch": BATCH},
         )
         return [job_id for (job_id,) in rows]
 
-    async def _rows(self, query: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    async def _rows(self, query: str, params: Any) -> list[tuple[Any, ...]]:
         conn = await self._connection.get()
         cursor = await conn.execute(query, params)
         return list(await cursor.fetchall())

@@ -88,23 +88,38 @@ class ValidateStage:
         self._unprocessed = unprocessed
 
     async def process(self, deliveries: Sequence[Delivery]) -> None:
+        """Validate the chunks in order, then produce all their batches and await the broker
+        once: the acknowledgements of several chunks overlap instead of queueing."""
+        started = time.perf_counter()
+        messages: list[OutgoingMessage] = []
         for delivery in deliveries:
-            await self._validate(delivery)
+            messages.extend(await self._validate(delivery))
+        validated = time.perf_counter()
+        if messages:
+            await self._producer.send_all(messages)
+        log.info(
+            "validated %d chunks in %.0f ms: validate+route %.0f, produce %.0f",
+            len(deliveries),
+            (time.perf_counter() - started) * 1000,
+            (validated - started) * 1000,
+            (time.perf_counter() - validated) * 1000,
+        )
 
-    async def _validate(self, delivery: Delivery) -> None:
+    async def _validate(self, delivery: Delivery) -> list[OutgoingMessage]:
+        """The record batches of one chunk; none when it was refused or its job is over."""
         chunk = await self._parsed(delivery)
         if chunk is None:
-            return
+            return []
         conn = await self._connection.get()
         admission = await admit_chunk(conn, chunk)
         if admission.verdict is Verdict.TERMINAL:
             log.info("%s; its chunk %s is ignored", admission.detail, chunk.chunk_index)
-            return
+            return []
         if admission.verdict is not Verdict.ADMITTED:
             await self._dead_letters.send(delivery, admission.verdict.value, admission.detail)
             if admission.verdict is Verdict.BAD_BOOKKEEPING and admission.job is not None:
                 await self._fail_records(chunk, admission.detail, delivery)
-            return
+            return []
         references = await self._references.of(chunk.tenant_id)
         batches = route_chunk(
             self._registry,
@@ -114,7 +129,7 @@ class ValidateStage:
             self._codecs.records.encode,
             self._config.max_message_bytes,
         )
-        await self._producer.send_all(
+        return [
             OutgoingMessage(
                 self._config.records_topic,
                 batch.payload,
@@ -122,7 +137,7 @@ class ValidateStage:
                 partition=batch.partition,
             )
             for batch in batches
-        )
+        ]
 
     async def _parsed(self, delivery: Delivery) -> RequestChunk | None:
         """The chunk, or None once an unusable one has been dead-lettered (and its job told)."""

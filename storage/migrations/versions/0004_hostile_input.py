@@ -6,8 +6,8 @@
   towards ``BULK_INGEST_POISON_ATTEMPTS``;
 - ``job_parts.pending_events``: a fill part (records failed by the service itself:
   ``RecordNotProcessed``, ``RecordNotReceived``) whose outcome events are not yet announced;
-- ``jobs.last_chunk_at`` / ``jobs.abandoned_at``: when the job last took a chunk, and when the
-  gateway gave up publishing it; the incomplete-job sweeper reads both.
+- ``jobs.abandoned_at``: when the gateway gave up publishing the job; the incomplete-job
+  sweeper reads it, and ``job_chunks.received_at``.
 
 Revision ID: 0004
 Revises: 0003
@@ -26,7 +26,6 @@ _LIVE = "status IN ('PENDING', 'READY', 'STARTED')"
 
 
 def upgrade() -> None:
-    op.add_column("jobs", sa.Column("last_chunk_at", sa.DateTime(timezone=True)))
     op.add_column("jobs", sa.Column("abandoned_at", sa.DateTime(timezone=True)))
     op.create_index("jobs_live", "jobs", ["updated_at"], postgresql_where=sa.text(_LIVE))
     op.create_table(
@@ -84,4 +83,3 @@ def downgrade() -> None:
     op.drop_table("job_chunks")
     op.drop_index("jobs_live", table_name="jobs")
     op.drop_column("jobs", "abandoned_at")
-    op.drop_column("jobs", "last_chunk_at")
