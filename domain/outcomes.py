@@ -1,9 +1,16 @@
 """Deciding each record's outcome from what the entity table already holds (pure).
 
 The persist stage reads the rows its batch touches, calls :func:`decide_batch`, writes what it
-returns in one transaction, and emits the outcomes. Records are decided in index order per job,
-and each decision sees the ones before it, so "the same key twice in one insert job" fails the
-later record with ``DuplicateKey`` exactly as if the two had arrived in separate batches.
+returns in one transaction, and emits the outcomes.
+
+Records are applied in **acceptance order**: by their job's acceptance sequence (a database
+sequence taken when the job row was registered), then by index within the job. Each decision
+sees the ones before it, so "the same key twice in one insert job" fails the later record with
+``DuplicateKey`` exactly as if the two had arrived in separate batches. Every row remembers the
+:data:`Order` of the write that last reached it; a write ordered before that one — a job
+accepted earlier whose records arrive late — loses: the row keeps the later value and the
+record's outcome is ``UNCHANGED``. A later write of identical values is still recorded as the
+row's last write (its outcome is ``UNCHANGED`` too), so an earlier job arriving after it loses.
 """
 
 from __future__ import annotations
@@ -68,10 +75,18 @@ class Outcome:
         return self.status not in (RecordStatus.FAILED, RecordStatus.SKIPPED)
 
 
+Order = tuple[int, int]
+"""(acceptance sequence of the job, record index): the order in which writes apply."""
+
+BEFORE_ALL: Order = (0, -1)
+"""The order of a row written before acceptance order was recorded."""
+
+
 @dataclass(frozen=True)
 class StoredRow:
     record_id: str
     values: Mapping[str, Any]
+    last: Order = BEFORE_ALL  # the write that last reached the row
 
 
 @dataclass
@@ -120,8 +135,10 @@ def decide_record(
     current: MutableMapping[tuple[str, str, str], StoredRow],
     writes: Writes,
     key_field: str,
+    order: Order = BEFORE_ALL,
 ) -> Outcome:
-    """The outcome of one record given the rows as they stand after the records before it."""
+    """The outcome of one record given the rows as they stand after the records before it;
+    ``order`` is the record's place in acceptance order."""
     if record.failure is not None:
         f = record.failure
         return _failed(record, f.code, f.message, f.field)
@@ -137,29 +154,38 @@ def decide_record(
         )
     if existing is None:
         record_id = str(uuid.uuid4())
-        current[record.row_key] = StoredRow(record_id, record.record)
+        current[record.row_key] = StoredRow(record_id, record.record, order)
         writes.inserts[record.row_key] = (record_id, record)
         return _succeeded(record, RecordStatus.CREATED, record_id)
-    if dict(existing.values) == dict(record.record):
+    if order < existing.last:  # a later job wrote the row already: this write loses
         return _succeeded(record, RecordStatus.UNCHANGED, existing.record_id)
-    current[record.row_key] = StoredRow(existing.record_id, record.record)
+    unchanged = dict(existing.values) == dict(record.record)
+    current[record.row_key] = StoredRow(existing.record_id, record.record, order)
     if record.row_key in writes.inserts:  # created earlier in this batch: insert the final value
         writes.inserts[record.row_key] = (existing.record_id, record)
-    else:
+    else:  # also when unchanged: the row must remember this (later) write
         writes.updates[record.row_key] = (existing.record_id, record)
-    return _succeeded(record, RecordStatus.UPDATED, existing.record_id)
+    status = RecordStatus.UNCHANGED if unchanged else RecordStatus.UPDATED
+    return _succeeded(record, status, existing.record_id)
 
 
 def decide_batch(
     records: Iterable[PendingRecord],
     stored: Mapping[tuple[str, str, str], StoredRow],
     key_fields: Mapping[str, str],
+    sequences: Mapping[str, int],
 ) -> tuple[list[Outcome], Writes]:
-    """Outcomes in (job, index) order and the writes that make them true."""
+    """Outcomes in acceptance order and the writes that make them true.
+
+    ``sequences`` holds each job's acceptance sequence.
+    """
     current = dict(stored)
     writes = Writes()
-    ordered = sorted(records, key=lambda r: (r.job_id, r.index))
-    outcomes = [decide_record(r, current, writes, key_fields[r.entity]) for r in ordered]
+    ordered = sorted(records, key=lambda r: (sequences[r.job_id], r.index))
+    outcomes = [
+        decide_record(r, current, writes, key_fields[r.entity], (sequences[r.job_id], r.index))
+        for r in ordered
+    ]
     return outcomes, writes
 
 

@@ -24,6 +24,8 @@ __all__ = [
     "stack_down",
     "stack_status",
     "stack_up",
+    "start_kafka",
+    "stop_kafka",
 ]
 
 Log = Callable[[str], None]
@@ -72,16 +74,30 @@ def stack_status(config: StackConfig) -> StackStatus:
     return StackStatus(kafka=kafka.status(config), postgres=postgres.status(config))
 
 
-def restart_kafka(config: StackConfig, *, log: Log = _silent) -> None:
-    """Stop the broker (SIGTERM, wait) and start it again; returns once it answers metadata."""
+def restart_kafka(config: StackConfig, *, hard: bool = False, log: Log = _silent) -> None:
+    """Stop the broker (SIGTERM and wait; ``hard``: SIGKILL) and start it again; returns once it
+    answers metadata."""
     with _one_at_a_time(config):
-        kafka.restart(config, log)
+        kafka.restart(config, log, hard=hard)
 
 
-def restart_postgres(config: StackConfig, *, log: Log = _silent) -> None:
-    """``pg_ctlcluster restart`` the cluster and return once it accepts logins again."""
+def stop_kafka(config: StackConfig, *, hard: bool = False, log: Log = _silent) -> None:
+    """Stop the broker this stack started (``hard``: SIGKILL, a crash)."""
     with _one_at_a_time(config):
-        postgres.restart(config, log)
+        kafka.stop(config, log, hard=hard)
+
+
+def start_kafka(config: StackConfig, *, log: Log = _silent) -> None:
+    """Start the broker again; returns once it answers metadata."""
+    with _one_at_a_time(config):
+        kafka.start(config, log)
+
+
+def restart_postgres(config: StackConfig, *, mode: str = "fast", log: Log = _silent) -> None:
+    """``pg_ctlcluster restart`` the cluster (shutdown ``mode`` fast or immediate) and return
+    once it accepts logins again."""
+    with _one_at_a_time(config):
+        postgres.restart(config, log, mode=mode)
 
 
 def kafka_pid(config: StackConfig) -> int | None:

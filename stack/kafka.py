@@ -400,8 +400,9 @@ def start(config: StackConfig, log: Log) -> ServiceStatus:
     return wait_ready(config, launch(config, log), log)
 
 
-def stop(config: StackConfig, log: Log) -> bool:
-    """Stop the broker this stack started (SIGTERM, then SIGKILL after a grace period).
+def stop(config: StackConfig, log: Log, *, hard: bool = False) -> bool:
+    """Stop the broker this stack started (SIGTERM, then SIGKILL after a grace period; ``hard``:
+    SIGKILL at once, a crash).
 
     Returns whether there was one to stop; a broker we did not start is never touched.
     """
@@ -410,12 +411,12 @@ def stop(config: StackConfig, log: Log) -> bool:
         _pid_file(config).unlink(missing_ok=True)
         return False
     started = time.monotonic()
-    terminate(pid, STOP_GRACE_SECONDS)
+    terminate(pid, 0.0 if hard else STOP_GRACE_SECONDS)
     _pid_file(config).unlink(missing_ok=True)
     log(f"kafka stopped (pid {pid}, {time.monotonic() - started:.1f} s)")
     return True
 
 
-def restart(config: StackConfig, log: Log) -> ServiceStatus:
-    stop(config, log)
+def restart(config: StackConfig, log: Log, *, hard: bool = False) -> ServiceStatus:
+    stop(config, log, hard=hard)
     return start(config, log)

@@ -238,8 +238,12 @@ def _server_options(config: StackConfig) -> list[str]:
     return [arg for name, value in settings.items() for arg in ("-o", f"-c {name}={value}")]
 
 
-def _pg_ctlcluster(config: StackConfig, cluster: Cluster, action: str) -> None:
+def _pg_ctlcluster(
+    config: StackConfig, cluster: Cluster, action: str, mode: str | None = None
+) -> None:
     options = _server_options(config) if action in ("start", "restart") else []
+    if mode is not None:
+        options = [*options, "--mode", mode]
     run_command(
         ["pg_ctlcluster", *options, cluster.version, cluster.name, action],
         action=f"pg_ctlcluster {cluster.label} {action}",
@@ -321,15 +325,18 @@ def stop(config: StackConfig, log: Log) -> bool:
     return True
 
 
-def restart(config: StackConfig, log: Log) -> ServiceStatus:
+def restart(config: StackConfig, log: Log, *, mode: str = "fast") -> ServiceStatus:
     """``pg_ctlcluster restart`` and wait until it accepts logins again.
 
-    A server the stack started stays the stack's after the restart; any other stays not ours.
+    ``mode`` is the shutdown mode: ``fast`` (roll back and disconnect clients, checkpoint) or
+    ``immediate`` (abort every server process at once, like a power cut: crash recovery from
+    the WAL on start). A server the stack started stays the stack's after the restart; any other
+    stays not ours.
     """
     cluster = ensure_cluster(config, log)
     ours = _started_by_stack(config, cluster)
     began = time.monotonic()
-    _pg_ctlcluster(config, cluster, "restart")
+    _pg_ctlcluster(config, cluster, "restart", mode)
     if ours:
         _write_marker(config, cluster)
     wait_ready(config)

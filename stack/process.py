@@ -131,10 +131,12 @@ def _holds_any_socket(proc: Path, inodes: set[str]) -> bool:
 
 
 def terminate(pid: int, grace_seconds: float) -> None:
-    """SIGTERM ``pid``, wait up to ``grace_seconds`` for it to exit, then SIGKILL it."""
-    _signal(pid, signal.SIGTERM)
-    if poll_until(lambda: not is_alive(pid), grace_seconds):
-        return
+    """SIGTERM ``pid``, wait up to ``grace_seconds`` for it to exit, then SIGKILL it (at once
+    when ``grace_seconds`` is 0)."""
+    if grace_seconds > 0:
+        _signal(pid, signal.SIGTERM)
+        if poll_until(lambda: not is_alive(pid), grace_seconds):
+            return
     _signal(pid, signal.SIGKILL)
     if not poll_until(lambda: not is_alive(pid), 10.0):
         raise StackError(f"{describe_process(pid)} survived SIGKILL; check it with `ps -p {pid}`")

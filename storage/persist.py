@@ -1,11 +1,13 @@
 """One database transaction per batch: entity rows, the outcome ledger and part counts together.
 
 Steps, in one transaction:
-1. lock the batch's job rows (``FOR KEY SHARE``): a job that is terminal (or unknown) takes no
-   records, and a job being ended or filled waits for this batch, never interleaves with it;
+1. lock the batch's job rows (``FOR KEY SHARE``) and read their acceptance sequences: a job that
+   is terminal (or unknown) takes no records, and a job being ended or filled waits for this
+   batch, never interleaves with it;
 2. read the ledger for the records of parts seen before (and of jobs with a fill part): those
    records were already done (a redelivery) and their stored outcomes are re-emitted unchanged;
-3. read the entity rows the remaining records touch and decide every outcome (domain.outcomes);
+3. read the entity rows the remaining records touch (with the order of the write that last
+   reached each) and decide every outcome in acceptance order (domain.outcomes);
 4. encode each new outcome's event — before anything is written, so a value the encoder refuses
    fails its record instead of stranding a committed outcome that cannot be announced;
 5. COPY new rows, UPDATE changed rows (via a staging table), COPY the ledger rows and record the
@@ -90,6 +92,7 @@ class _Decided:
     decided: list[Outcome]
     writes: Writes
     records: dict[tuple[str, int], PendingRecord]
+    sequences: dict[str, int]
 
 
 class BatchPersister:
@@ -145,7 +148,7 @@ class BatchPersister:
         async with conn.transaction():
             round_ = await self._decide(conn, parts, refused, reconcile)
             events = self._encoded(round_.decided, round_.records)
-            await self._write_entities(conn, round_.writes)
+            await self._write_entities(conn, round_.writes, round_.sequences)
             await write_ledger(conn, round_.decided)
             await _write_parts(conn, round_.live, {(o.job_id, o.index): o for o in round_.decided})
         again = {(o.job_id, o.index): self._encode(o) for o in round_.done.values()}
@@ -164,8 +167,9 @@ class BatchPersister:
         refused: Mapping[tuple[str, int], RecordFailure],
         reconcile: bool,
     ) -> _Decided:
-        statuses = await _lock_jobs(conn, {part.job_id for part in parts})
-        live = [p for p in parts if p.job_id in statuses and not is_terminal(statuses[p.job_id])]
+        jobs = await _lock_jobs(conn, {part.job_id for part in parts})
+        live = [p for p in parts if p.job_id in jobs and not is_terminal(jobs[p.job_id][0])]
+        sequences = {job_id: sequence for job_id, (_, sequence) in jobs.items()}
         looked_up = live if reconcile else await _parts_needing_lookup(conn, live)
         done = await ledger_outcomes(conn, [r for part in looked_up for r in part.records])
         records = {(r.job_id, r.index): r for part in live for r in part.records}
@@ -175,8 +179,8 @@ class BatchPersister:
             if key not in done
         ]
         stored = await self._stored_rows(conn, pending)
-        decided, writes = decide_batch(pending, stored, self._key_fields)
-        return _Decided(live, done, decided, writes, records)
+        decided, writes = decide_batch(pending, stored, self._key_fields, sequences)
+        return _Decided(live, done, decided, writes, records, sequences)
 
     def _encoded(
         self, decided: Sequence[Outcome], records: Mapping[tuple[str, int], PendingRecord]
@@ -258,7 +262,7 @@ class BatchPersister:
                 by_entity[outcome.entity].append(written)
         for entity, rows in by_entity.items():
             table = self._tables[entity]
-            await self._copy_rows(conn, table, rows, f"scratch_{table.table}")
+            await self._copy_rows(conn, table, rows, f"scratch_{table.table}", {})
 
     def _refusal(self, record: PendingRecord, problem: str, field: str | None) -> RecordFailure:
         label = self._labels.get(record.entity, "Record")
@@ -292,31 +296,35 @@ class BatchPersister:
         for (tenant_id, entity), keys in wanted.items():
             table = self._tables[entity]
             query = sql.SQL(
-                "SELECT id::text, {columns} FROM {table} WHERE tenant_id = %s AND {key} = ANY(%s)"
+                "SELECT id::text, coalesce(last_seq, 0), coalesce(last_index, -1), {columns} "
+                "FROM {table} WHERE tenant_id = %s AND {key} = ANY(%s)"
             ).format(
                 columns=sql.SQL(", ").join(map(sql.Identifier, table.columns)),
                 table=sql.Identifier(table.table),
                 key=sql.Identifier(table.key_column),
             )
             cursor = await conn.execute(query, [tenant_id, list(keys)])
-            names = ["id", *table.columns]
-            for values in await cursor.fetchall():
-                row = dict(zip(names, values, strict=True))
-                record = table.record_from_row(row)
-                stored[(tenant_id, entity, record[table.key_field])] = StoredRow(row["id"], record)
+            for record_id, last_seq, last_index, *values in await cursor.fetchall():
+                record = table.record_from_row(dict(zip(table.columns, values, strict=True)))
+                stored[(tenant_id, entity, record[table.key_field])] = StoredRow(
+                    record_id, record, (last_seq, last_index)
+                )
         return stored
 
-    async def _write_entities(self, conn: psycopg.AsyncConnection[Any], writes: Writes) -> None:
+    async def _write_entities(
+        self, conn: psycopg.AsyncConnection[Any], writes: Writes, sequences: Mapping[str, int]
+    ) -> None:
         by_entity_inserts: dict[str, list[tuple[str, PendingRecord]]] = defaultdict(list)
         for record_id, record in writes.inserts.values():
             by_entity_inserts[record.entity].append((record_id, record))
         for entity, rows in by_entity_inserts.items():
-            await self._copy_rows(conn, self._tables[entity], rows, self._tables[entity].table)
+            table = self._tables[entity]
+            await self._copy_rows(conn, table, rows, table.table, sequences)
         by_entity_updates: dict[str, list[tuple[str, PendingRecord]]] = defaultdict(list)
         for record_id, record in writes.updates.values():
             by_entity_updates[record.entity].append((record_id, record))
         for entity, rows in by_entity_updates.items():
-            await self._update_rows(conn, self._tables[entity], rows)
+            await self._update_rows(conn, self._tables[entity], rows, sequences)
 
     async def _copy_rows(
         self,
@@ -324,8 +332,9 @@ class BatchPersister:
         table: EntityTableMap,
         rows: Sequence[tuple[str, PendingRecord]],
         target: str,
+        sequences: Mapping[str, int],
     ) -> None:
-        columns = ["id", "tenant_id", "last_job_id", *table.columns]
+        columns = ["id", "tenant_id", "last_job_id", "last_seq", "last_index", *table.columns]
         statement = sql.SQL("COPY {target} ({columns}) FROM STDIN").format(
             target=sql.Identifier(target),
             columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
@@ -337,6 +346,8 @@ class BatchPersister:
                         record_id,
                         record.tenant_id,
                         record.job_id,
+                        sequences.get(record.job_id, 0),
+                        record.index,
                         *table.copy_values(record.record or {}),
                     ]
                 )
@@ -346,6 +357,7 @@ class BatchPersister:
         conn: psycopg.AsyncConnection[Any],
         table: EntityTableMap,
         rows: Sequence[tuple[str, PendingRecord]],
+        sequences: Mapping[str, int],
     ) -> None:
         staging = f"staging_{table.table}"
         await conn.execute(
@@ -354,10 +366,10 @@ class BatchPersister:
                 "ON COMMIT DELETE ROWS"
             ).format(staging=sql.Identifier(staging), table=sql.Identifier(table.table))
         )
-        await self._copy_rows(conn, table, rows, staging)
+        await self._copy_rows(conn, table, rows, staging, sequences)
         assignments = sql.SQL(", ").join(
             sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c))
-            for c in (*table.columns, "last_job_id")
+            for c in (*table.columns, "last_job_id", "last_seq", "last_index")
         )
         await conn.execute(
             sql.SQL(
@@ -404,8 +416,9 @@ def _column_named_by(error: Exception) -> str | None:
 
 async def _lock_jobs(
     conn: psycopg.AsyncConnection[Any], job_ids: Iterable[str]
-) -> dict[str, JobStatus]:
-    """The jobs' statuses, their rows locked ``FOR KEY SHARE`` until the transaction ends.
+) -> dict[str, tuple[JobStatus, int]]:
+    """The jobs' statuses and acceptance sequences, their rows locked ``FOR KEY SHARE`` until
+    the transaction ends.
 
     The weakest row lock: it conflicts only with ``FOR UPDATE``, which filling and ending a job
     take (:func:`storage.jobs.lock_job`), and not with the aggregator's and the validate stage's
@@ -413,11 +426,12 @@ async def _lock_jobs(
     or for the job's progress updates.
     """
     cursor = await conn.execute(
-        "SELECT job_id::text, status FROM jobs WHERE job_id = ANY(%s::uuid[]) "
+        "SELECT job_id::text, status, accepted_seq FROM jobs WHERE job_id = ANY(%s::uuid[]) "
         "ORDER BY job_id FOR KEY SHARE",
         [sorted(set(job_ids))],
     )
-    return {job_id: JobStatus(status) for job_id, status in await cursor.fetchall()}
+    rows = await cursor.fetchall()
+    return {job_id: (JobStatus(status), int(sequence)) for job_id, status, sequence in rows}
 
 
 async def _parts_needing_lookup(

@@ -88,6 +88,12 @@ jobs = Table(
     Column("completed_at", DateTime(timezone=True)),
     *_timestamps(),
     Column("abandoned_at", DateTime(timezone=True)),
+    Column(
+        "accepted_seq",
+        BigInteger,
+        nullable=False,
+        server_default=text("nextval('job_acceptance_seq')"),
+    ),
     Index("jobs_tenant_created", "tenant_id", text("created_at DESC"), text("job_id DESC")),
     Index(
         "jobs_tenant_idempotency_key",
@@ -138,6 +144,8 @@ def _entity_table(name: str, key_column: str, *columns: Column[object]) -> Table
         *columns,
         Column("last_job_id", UUID(as_uuid=False)),
         *_timestamps(),
+        Column("last_seq", BigInteger),
+        Column("last_index", BigInteger),
         UniqueConstraint("tenant_id", key_column, name=f"{name}_tenant_key"),
     )
 

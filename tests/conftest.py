@@ -99,7 +99,9 @@ def stack_settings() -> Iterator[Settings]:
     stack_up(config, log=lambda line: print(f"[stack] {line}"))
     _recreate_database(settings)
     yield settings
-    if os.environ.get("CI"):
+    # The suite stops what it started (a PostgreSQL it did not start stays); keep the broker
+    # for quick reruns with BULK_INGEST_TEST_KEEP_STACK=1.
+    if not os.environ.get("BULK_INGEST_TEST_KEEP_STACK"):
         stack_down(config, log=lambda line: print(f"[stack] {line}"))
 
 
@@ -117,6 +119,8 @@ class RunningService:
     gateway: ServiceProcess
     workers: list[ServiceProcess] = field(default_factory=list)
     others: list[ServiceProcess] = field(default_factory=list)
+    restarts: list[tuple[str, int]] = field(default_factory=list)
+    """(worker, exit code) of every restart the supervisor made, in order."""
 
     @property
     def base_url(self) -> str:
@@ -130,8 +134,10 @@ class RunningService:
     def restart_asking_workers(self) -> None:
         """What the run command's supervisor does: a worker that exits asking for it comes back."""
         for worker in list(self.workers):
-            if worker.process.poll() in RESTART_EXIT_CODES:
-                print(f"[service] {worker.role} exited ({worker.process.returncode}); restarting")
+            code = worker.process.poll()
+            if code in RESTART_EXIT_CODES:
+                print(f"[service] {worker.role} exited ({code}); restarting")
+                self.restarts.append((worker.role, code))
                 self.start_worker(worker.role)
 
     def logs(self) -> str:

@@ -384,6 +384,41 @@ def test_private_webhook_targets_are_refused_at_submit(tenant):
     assert tenant.api.get("/api/v1/jobs").json()["jobs"] == []
 
 
+@pytest.mark.parametrize(
+    "host", ["100.100.100.200", "[::ffff:10.0.0.1]", "[64:ff9b::7f00:1]", "[2002:a00:1::]"]
+)
+def test_shared_and_embedded_private_targets_are_refused_at_submit(tenant, host):
+    answer = tenant.api.post(BULK, {"records": [customer()], "webhook_url": f"http://{host}/h"})
+    assert answer.status == 422, answer.body
+    assert answer.json()["errors"][0]["errorCode"] == "InvalidWebhookUrl"
+
+
+def test_a_name_refused_at_send_time_is_never_called(tenant, service, receiver):
+    """The gateway accepted ``localhost`` (loopback is allowed on the test stack); then the
+    dispatcher's policy no longer allows it — as when a name's DNS answer changes between
+    submit and send. The dispatcher resolves the name again before sending, refuses, and the
+    receiver never sees a request."""
+    [consumers] = [p for p in service.others if p.role == "consumers"]
+    consumers.stop()
+    service.others.remove(consumers)
+    strict = spawn(
+        "consumers",
+        service.settings.with_overrides(webhook_allow_loopback=False),
+        service.log_dir,
+        name="consumers-strict",
+    )
+    try:
+        url = receiver.url.replace("127.0.0.1", "localhost")
+        job_id = submit(tenant, [customer()], url)
+        [attempt] = wait_attempts(tenant, job_id, lambda found: True, "the refused attempt")
+        assert attempt["status_code"] is None and "loopback" in attempt["error"]
+        assert attempt["next_attempt_at"] is None  # refused: final, not retried
+        assert receiver.received == []
+    finally:
+        strict.stop()
+        service.others.append(spawn("consumers", service.settings, service.log_dir))
+
+
 # --- reports ----------------------------------------------------------------------------------
 
 

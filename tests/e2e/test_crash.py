@@ -7,10 +7,15 @@ import time
 import psycopg
 from confluent_kafka.admin import AdminClient
 
+from domain.codec import load_codec
+from domain.entities import default_schemas_dir
+from examples.outcome_tally import OutcomeTally, read_topic
 from tests.support.http import poll
 from tests.support.kafka import all_dead_letters
 from tests.support.outcomes import outcome_events
 from tests.support.records import customers, unique_prefix
+
+OUTCOMES = load_codec(default_schemas_dir(), "bulk.outcomes")
 
 
 def _ledger(settings, job_id: str) -> tuple[int, int]:
@@ -65,6 +70,19 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
     time.sleep(0.5)  # not synchronisation: let the survivor run alone for a moment
     service.start_worker("worker-1")
     _assert_exact(settings, tenant, job["job_id"], total)
+    _assert_the_example_consumer_tallies_exactly(settings, tenant, job["job_id"])
+
+
+def _assert_the_example_consumer_tallies_exactly(settings, tenant, job_id: str) -> None:
+    """examples/outcome_tally.py dedupes the at-least-once topic: its tally equals the job's
+    counts although the SIGKILL made some batch be processed, and announced, twice."""
+    tally = OutcomeTally()
+    read_topic(settings.kafka_bootstrap, settings.topics.outcomes, tally, OUTCOMES)
+    job = tenant.api.get(f"/api/v1/jobs/{job_id}").json()
+    assert tally.counts(job_id) == {
+        k: job[k] for k in ("processed", "successful", "failed", "skipped")
+    }
+    assert tally.duplicates[job_id] > 0, "no batch was redelivered: the kill proved nothing"
 
 
 def test_two_workers_share_one_job(tenant, settings, service):

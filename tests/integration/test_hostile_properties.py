@@ -221,6 +221,9 @@ class Store:
             RecordStatus.UNCHANGED,
         )
         with psycopg.connect(self.url) as conn:
+            # The progress the aggregator records after each batch: without it the running
+            # service's incomplete-job sweeper would end this long, quiet job.
+            conn.execute("UPDATE jobs SET updated_at = now() WHERE job_id = %s", [self.job_id])
             row = conn.execute(
                 sql.SQL("SELECT {} FROM {} WHERE tenant_id = %s AND {} = %s").format(
                     sql.SQL(", ").join(map(sql.Identifier, self.table.columns)),

@@ -36,6 +36,88 @@ async def test_internal_targets_are_refused_without_configuration(url, reason):
         await check_webhook_url(url, DENY_ALL)
 
 
+REFUSED = [
+    # IPv4 special-purpose blocks (IANA registry)
+    ("0.0.0.1", "unspecified"),
+    ("10.20.30.40", "private"),
+    ("100.64.0.1", "shared (carrier-grade NAT)"),
+    ("100.100.100.200", "shared (carrier-grade NAT)"),  # a cloud metadata address
+    ("127.0.0.1", "loopback"),
+    ("169.254.169.254", "link-local"),
+    ("172.16.0.1", "private"),
+    ("192.0.0.9", "reserved or special-purpose"),
+    ("192.0.2.1", "documentation"),
+    ("192.88.99.1", "reserved or special-purpose"),
+    ("192.168.1.1", "private"),
+    ("198.18.0.1", "benchmarking"),
+    ("198.19.255.254", "benchmarking"),
+    ("198.51.100.7", "documentation"),
+    ("203.0.113.9", "documentation"),
+    ("224.0.0.251", "multicast"),
+    ("240.0.0.1", "reserved or special-purpose"),
+    ("255.255.255.255", "reserved or special-purpose"),
+    # IPv6 special-purpose blocks
+    ("::", "unspecified"),
+    ("::1", "loopback"),
+    ("100::1", "reserved or special-purpose"),
+    ("2001:2::1", "benchmarking"),
+    ("2001:10::1", "reserved or special-purpose"),
+    ("2001:db8::1", "documentation"),
+    ("3fff::1", "documentation"),
+    ("5f00::1", "reserved or special-purpose"),
+    ("64:ff9b:1::a00:1", "reserved or special-purpose"),
+    ("fc00::1", "private"),
+    ("fd12:3456::1", "private"),
+    ("fe80::1", "link-local"),
+    ("fec0::1", "reserved or special-purpose"),
+    ("ff02::1", "multicast"),
+    # IPv6 addresses carrying a refused IPv4 address (is_global is True for some on 3.11)
+    ("::ffff:127.0.0.1", "carrying 127.0.0.1, a loopback"),
+    ("::ffff:10.0.0.1", "carrying 10.0.0.1, a private"),
+    ("::ffff:100.100.100.200", "carrying 100.100.100.200, a shared"),
+    ("::127.0.0.1", "carrying 127.0.0.1, a loopback"),
+    ("::10.0.0.1", "carrying 10.0.0.1, a private"),
+    ("2002::1", "carrying 0.0.0.0, an unspecified"),
+    ("2002:a00:1::1", "carrying 10.0.0.1, a private"),
+    ("2002:7f00:1::", "carrying 127.0.0.1, a loopback"),
+    ("64:ff9b::7f00:1", "carrying 127.0.0.1, a loopback"),
+    ("64:ff9b::a9fe:a9fe", "carrying 169.254.169.254, a link-local"),
+    ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "carrying 192.0.2.45, a documentation"),  # Teredo
+]
+ALLOWED = [
+    "8.8.8.8",
+    "1.1.1.1",
+    "100.63.255.255",
+    "100.128.0.1",
+    "198.17.255.255",
+    "198.20.0.1",
+    "2606:4700:4700::1111",
+    "::ffff:8.8.8.8",
+    "2002:808:808::1",  # 6to4 of a global address
+    "64:ff9b::808:808",  # NAT64 of a global address
+]
+
+
+@pytest.mark.parametrize(("address", "reason"), REFUSED, ids=[a for a, _ in REFUSED])
+def test_special_purpose_and_embedding_addresses_are_refused(address, reason):
+    refusal = DENY_ALL.refusal(ipaddress.ip_address(address))
+    assert refusal is not None and reason in refusal
+
+
+@pytest.mark.parametrize("address", ALLOWED)
+def test_global_addresses_are_allowed(address):
+    assert DENY_ALL.refusal(ipaddress.ip_address(address)) is None
+
+
+def test_allowing_loopback_allows_only_this_machines_loopback():
+    assert LOOPBACK_OK.refusal(ipaddress.ip_address("127.0.0.1")) is None
+    assert LOOPBACK_OK.refusal(ipaddress.ip_address("::ffff:127.0.0.1")) is None
+    for relayed in ("64:ff9b::7f00:1", "2002:7f00:1::", "::127.0.0.1"):
+        assert LOOPBACK_OK.refusal(ipaddress.ip_address(relayed)) is not None, relayed
+    assert LOOPBACK_OK.refusal(ipaddress.ip_address("10.0.0.1")) is not None
+    assert LOOPBACK_OK.refusal(ipaddress.ip_address("100.100.100.200")) is not None
+
+
 @pytest.mark.parametrize("url", ["ftp://example.com/hook", "http:///hook", "file:///etc/passwd"])
 async def test_non_http_urls_are_refused(url):
     with pytest.raises(WebhookUrlRefused):
