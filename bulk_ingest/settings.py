@@ -67,6 +67,7 @@ class Settings:
     worker_id: str = "worker"
     persist_batch_records: int = 2_000
     persist_batch_seconds: float = 0.05
+    commit_interval_seconds: float = 0.5
     stall_seconds: float = 15.0
     stall_check_seconds: float = 5.0
     poison_attempts: int = 3

@@ -175,7 +175,7 @@ def faust_app(settings: Settings) -> faust.App:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
-        broker_commit_interval=0.5,
+        broker_commit_interval=settings.commit_interval_seconds,
         # A SIGKILLed worker's partitions move to the survivors within seconds, not a minute.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
@@ -276,7 +276,7 @@ def _sweep_incomplete_jobs(app: faust.App, settings: Settings, services: Service
         settings.libpq_url,
         services.unprocessed,
         lag.backlog,
-        (topics.requests, topics.imports, topics.records),
+        (topics.requests, topics.imports, topics.records, topics.progress),
         settings.incomplete_job_seconds,
     )
 

@@ -9,10 +9,13 @@ Every ``BULK_INGEST_INCOMPLETE_JOB_CHECK_SECONDS`` each worker looks for
 
 Each such job fails the records that never arrived as ``RecordNotReceived`` (in the ledger
 first, so a late chunk changes nothing) and ends ``INTERNAL_FAILURE`` with
-``processed == total``. Idle jobs are swept only while the consumer group has read everything
-on ``bulk.requests``, ``bulk.imports`` and ``bulk.records``: a job whose chunks wait behind a
-backlog is slow, not abandoned. The job row's lock makes concurrent sweepers harmless. The
-sweeper also finishes announcements a crash interrupted (:mod:`streams.unprocessed`).
+``processed == total``. An idle job none of whose records is missing is not incomplete — only
+its last progress nudge is late — and the aggregator is nudged instead. Idle jobs are swept
+only while the consumer group has read everything on ``bulk.requests``, ``bulk.imports``,
+``bulk.records`` and ``bulk.progress``: a job whose messages wait behind a backlog, or on the
+partitions of a worker that just died, is slow, not abandoned. The job row's lock makes
+concurrent sweepers harmless. The sweeper also finishes announcements a crash interrupted
+(:mod:`streams.unprocessed`).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ class IncompleteJobSweeper:
 
     async def _end(self, job_id: str, text: str, reason: str) -> int:
         done = await self._unprocessed.end_incomplete(
-            job_id, ErrorCode.RecordNotReceived, text, reason
+            job_id, ErrorCode.RecordNotReceived, text, reason, only_if_missing=True
         )
         return int(done)
 

@@ -86,13 +86,22 @@ class UnprocessedRecords:
         return failed
 
     async def end_incomplete(
-        self, job_id: str, code: ErrorCode, text: str, reason: str, *, total: int | None = None
+        self,
+        job_id: str,
+        code: ErrorCode,
+        text: str,
+        reason: str,
+        *,
+        total: int | None = None,
+        only_if_missing: bool = False,
     ) -> bool:
         """Fail every record without an outcome with ``code`` and end the job INTERNAL_FAILURE.
 
         A job whose total is not known yet (an import still reading its file) takes ``total``
-        (the rows it sent), or else one past the highest index with an outcome. True when the
-        job ended.
+        (the rows it sent), or else one past the highest index with an outcome. With
+        ``only_if_missing`` a job whose records all have an outcome is not ended: it is complete,
+        only its last progress nudge is late, and the aggregator is nudged to give it the status
+        its outcomes earn. True when the job ended.
         """
         part_id = ledger.fill_part_id(code.value)
         conn = await self._connection.get()
@@ -103,14 +112,23 @@ class UnprocessedRecords:
             known = job.total if job.total > 0 else total
             if known is None:
                 known = await _ledger_extent(conn, job_id)
-            await ledger.fill_all_missing(conn, job_id, known, code.value, self._message(job, text))
-            await end_job(
-                conn,
-                job_id,
-                JobStatus.INTERNAL_FAILURE,
-                reason=reason,
-                total=known if job.total != known else None,
+            message = self._message(job, text)
+            filled = await ledger.fill_all_missing(conn, job_id, known, code.value, message)
+            complete = filled == 0 and job.total > 0
+            if not (complete and only_if_missing):
+                await end_job(
+                    conn,
+                    job_id,
+                    JobStatus.INTERNAL_FAILURE,
+                    reason=reason,
+                    total=known if job.total != known else None,
+                )
+        if complete and only_if_missing:
+            log.info("job %s has every outcome; nudging the aggregator", job_id)
+            await self._producer.send_all(
+                [self._announcer.progress_nudge(job_id, job.tenant_id, "sweeper")]
             )
+            return False
         log.warning("job %s ended INTERNAL_FAILURE: %s", job_id, reason)
         await self.announce(job_id, part_id)
         return True

@@ -28,7 +28,7 @@ from tests.support.http import Api, poll
 
 TEST_KAFKA_PORT = 19092
 TEST_HTTP_PORT = 18080
-INCOMPLETE_JOB_SECONDS = 8.0
+INCOMPLETE_JOB_SECONDS = 12.0  # beyond the 10 s a killed worker's partitions wait to move
 FAULT_INJECTION_KEY = "poison-pill-fault-injection"
 
 
@@ -75,6 +75,9 @@ def _test_settings() -> Settings:
         incomplete_job_seconds=INCOMPLETE_JOB_SECONDS,
         kafka_delivery_timeout_seconds=6.0,  # below INCOMPLETE_JOB_SECONDS
         incomplete_job_check_seconds=1.0,
+        # Offsets committed every 2 s: a SIGKILLed worker leaves batches it wrote and announced
+        # uncommitted, so the crash test sees their redelivery (duplicate events) for sure.
+        commit_interval_seconds=2.0,
         # A record with this key makes the persist stage fail: the poison-message tests.
         fault_injection_key=FAULT_INJECTION_KEY,
     )

@@ -60,10 +60,14 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
     ).json()
     victim = next(w for w in service.workers if w.role == "worker-1")
 
-    def some_outcomes_durable() -> bool:
-        return _ledger(settings, job["job_id"])[0] > 0
+    def in_full_flow() -> bool:
+        return _ledger(settings, job["job_id"])[0] >= total // 5  # both workers persisting
 
-    poll(some_outcomes_durable, 60, "the first outcomes", interval=0.01)
+    poll(in_full_flow, 60, "a fifth of the outcomes", interval=0.01)
+    # Not synchronisation: where the kill lands. Right after a database commit the victim has
+    # not yet announced that batch; a moment later it has announced batches whose offsets wait
+    # for the next offset commit (every 2 s in the tests), so they are redelivered.
+    time.sleep(0.5)
     victim.kill()
     at_kill = _ledger(settings, job["job_id"])[0]
     assert at_kill < total, "the job finished before the kill; the test proves nothing"

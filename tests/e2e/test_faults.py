@@ -87,9 +87,11 @@ def test_broker_goes_away_mid_job(tenant, settings, service, hard):
     _mid_job(settings, job_id)
     config = stack_config(settings)
     stop_kafka(config, hard=hard)
-    struck = _ledger_count(settings, job_id)
+    try:
+        struck = _ledger_count(settings, job_id)
+    finally:
+        start_kafka(config)  # whatever happens, the broker comes back for the other tests
     assert 0 < struck < TOTAL, f"{struck} outcomes when the broker died: not mid-job"
-    start_kafka(config)
     _assert_exact(settings, tenant, job_id)
     _assert_no_crash(service, restarts_before)
 

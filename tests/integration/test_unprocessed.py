@@ -1,0 +1,107 @@
+"""Ending an incomplete job against the real database and broker: missing records fail first,
+the job ends with processed == total, and a job with every outcome is never failed."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+
+from bulk_ingest.kafka import AsyncProducer
+from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
+from domain.errors import ErrorCode
+from domain.outcomes import PendingRecord
+from domain.validation import to_avro_record
+from storage.db import create_tenant, sync_engine
+from storage.entity_rows import EntityTableMap
+from storage.persist import BatchPart, BatchPersister
+from streams.events import Announcer, Codecs
+from streams.unprocessed import UnprocessedRecords
+from tests.support.records import customer
+
+REGISTRY = EntityRegistry.load(default_schemas_dir())
+LABELS = {name: REGISTRY.get(name).label for name in REGISTRY.names()}
+
+
+def a_job_with_outcomes(settings, total: int, stored: int) -> tuple[str, str]:
+    """A live job of ``total`` customers, ``stored`` of which already have their outcome."""
+    engine = sync_engine(settings.sqlalchemy_url)
+    tenant_id = create_tenant(engine, "unprocessed", DEFAULT_REFERENCE_TYPES).tenant_id
+    engine.dispose()
+    job_id = str(uuid.uuid4())
+    with psycopg.connect(settings.libpq_url) as conn:
+        conn.execute(
+            "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total) "
+            "VALUES (%s, %s, 'customers', 'insert', 'kafka', 'READY', %s)",
+            [job_id, tenant_id, total],
+        )
+    definition = REGISTRY.get("customers")
+    records = [
+        PendingRecord(
+            job_id,
+            tenant_id,
+            "customers",
+            "insert",
+            i,
+            key,
+            to_avro_record(definition, customer(key)),
+        )
+        for i, key in enumerate(f"{uuid.uuid4().hex[:6]}-{n}" for n in range(stored))
+    ]
+    tables = {name: EntityTableMap.of(REGISTRY.get(name)) for name in REGISTRY.names()}
+
+    async def persist() -> None:
+        encode = Announcer(Codecs.load(default_schemas_dir()), settings.topics).encode_outcome
+        persister = BatchPersister(settings.libpq_url, tables, encode, LABELS)
+        try:
+            await persister.persist([BatchPart(job_id, tenant_id, "0:0", total, records)])
+        finally:
+            await persister.close()
+
+    asyncio.run(persist())
+    return tenant_id, job_id
+
+
+def end(settings, job_id: str) -> bool:
+    async def run() -> bool:
+        producer = AsyncProducer(settings.kafka_bootstrap, "test-unprocessed")
+        announcer = Announcer(Codecs.load(default_schemas_dir()), settings.topics)
+        unprocessed = UnprocessedRecords(settings.libpq_url, producer, announcer, LABELS)
+        try:
+            return await unprocessed.end_incomplete(
+                job_id,
+                ErrorCode.RecordNotReceived,
+                "was not received",
+                "idle",
+                only_if_missing=True,
+            )
+        finally:
+            await unprocessed.close()
+            producer.close()
+
+    return asyncio.run(run())
+
+
+def job_row(settings, job_id: str) -> tuple:
+    with psycopg.connect(settings.libpq_url) as conn:
+        return conn.execute(
+            "SELECT status, total, processed, successful, failed, "
+            "(SELECT count(*) FROM job_parts WHERE job_id = %s AND pending_events) "
+            "FROM jobs WHERE job_id = %s",
+            [job_id, job_id],
+        ).fetchone()
+
+
+def test_missing_records_fail_first_and_the_job_ends_with_exact_counts(settings):
+    _, job_id = a_job_with_outcomes(settings, total=5, stored=3)
+    assert end(settings, job_id) is True
+    assert job_row(settings, job_id) == ("INTERNAL_FAILURE", 5, 5, 3, 2, 0)  # announced too
+    assert end(settings, job_id) is False  # a terminal job never changes again
+
+
+def test_a_job_with_every_outcome_is_not_failed_only_nudged(settings):
+    _, job_id = a_job_with_outcomes(settings, total=3, stored=3)
+    assert end(settings, job_id) is False
+    status, total, *_ = job_row(settings, job_id)
+    assert (status, total) == ("READY", 3)  # the aggregator, nudged, gives it its status
