@@ -33,8 +33,15 @@ class HttpProblem(Exception):
         super().__init__(self.errors[0].message if self.errors else str(status))
 
 
-def problem(status: int, code: ErrorCode, message: str, **kwargs: object) -> HttpProblem:
-    return HttpProblem(status, [ApiError(code, message)], **kwargs)  # type: ignore[arg-type]
+def problem(
+    status: int,
+    code: ErrorCode,
+    message: str,
+    *,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
+) -> HttpProblem:
+    return HttpProblem(status, [ApiError(code, message)], headers=headers, extra=extra)
 
 
 def id_or_404(value: str, noun: str) -> str:

@@ -23,13 +23,14 @@ from typing import IO, Any
 
 from aiohttp import web
 
-from api.app import SERVICES, Services
+from api.auth import authenticate
 from api.errors import HttpProblem, id_or_404, problem
-from api.presenters import API_PREFIX, iso
-from api.routes import authenticate
+from api.services import SERVICES, Services
 from bulk_ingest.settings import Settings
 from domain.errors import ApiError, ErrorCode
-from domain.file_formats import FileFormat, FileProfile, FileRejected, ZipCaps, profile_file
+from domain.file_formats import profile_file
+from domain.file_types import FileFormat, FileProfile, FileRejected, ZipCaps
+from domain.job_view import API_PREFIX, iso
 from storage import files as file_store
 from storage.files import FileState, FileStore, NewFile
 

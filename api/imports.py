@@ -11,6 +11,7 @@ is parsed): a conflict is ``409 BLOCKED``. Finally ``ImportRequested`` is publis
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import uuid
 from collections.abc import Mapping
@@ -18,30 +19,38 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from api.app import SERVICES, Services
+from api.auth import authenticate, read_json
 from api.errors import HttpProblem
 from api.files import file_store_of, zip_caps
-from api.presenters import API_PREFIX, job_object, job_url
-from api.routes import authenticate, read_json
-from api.submission import earlier_job, publish_job, request_fingerprint
+from api.intake import (
+    Accepted,
+    accept_job,
+    accepted_response,
+    earlier_job,
+    job_body,
+    request_fingerprint,
+)
+from api.services import SERVICES, Services
 from bulk_ingest.kafka import OutgoingMessage
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
-from domain.codec import AvroCodec, load_codec
-from domain.entities import EntityDefinition, default_schemas_dir
+from domain.entities import EntityDefinition
 from domain.errors import ApiError, ErrorCode, InvalidInput
-from domain.file_formats import FileFormat, FileProfile, ReadOptions, open_rows, read_options
-from domain.imports import ImportRequest, parse_import_request, plan_columns, plan_keys
+from domain.file_formats import open_rows, read_options
+from domain.file_types import FileFormat, FileProfile, ReadOptions
+from domain.import_mapping import plan_import
+from domain.import_request import ImportRequest, parse_import_request
+from domain.job_view import API_PREFIX
 from storage import files as file_store
 from storage import jobs as job_store
-from storage.files import Blocked, FileGone, FileState
+from storage.files import FileGone, FileState
+from storage.jobs import LiveImport
+from storage.rows import Row
 
 log = logging.getLogger(__name__)
 
 IMPORTS_PATH = API_PREFIX + "/imports"
-IMPORTS_CODEC = web.AppKey("imports_codec", AvroCodec)
 
 
 def _invalid(errors: tuple[ApiError, ...] | list[ApiError]) -> HttpProblem:
@@ -52,12 +61,21 @@ async def start_import(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
     raw, body = await read_json(request, services)
-    key = request.headers.get("Idempotency-Key") or None
-    request_hash = request_fingerprint("POST", "imports", raw)
-    if key:
-        earlier = await earlier_job(services.engine, tenant_id, key, request_hash)
+    job = job_store.NewJob(
+        job_id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        entity="",
+        operation="",
+        source="file",
+        total=0,  # unknown until the workers have read the file
+        webhook_url=None,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        request_hash=request_fingerprint("POST", "imports", raw),
+    )
+    if job.idempotency_key:  # a replay answers even if the file has gone since
+        earlier = await earlier_job(services.engine, job)
         if earlier is not None:
-            return _accepted(earlier, replayed=True)
+            return await _answer(services, Accepted(earlier, replayed=True))
     try:
         wanted = parse_import_request(services.registry, body)
     except InvalidInput as exc:
@@ -67,31 +85,50 @@ async def start_import(request: web.Request) -> web.Response:
     options = _read_options(FileProfile.from_dict(file_row["profile"]), wanted)
     await _check_mapping(services, definition, file_row, options, wanted)
     await _check_webhook(services, wanted)
-    try:
-        job = await _create_job(services, tenant_id, wanted, file_row, options, key, request_hash)
-    except IntegrityError:  # a concurrent request with the same Idempotency-Key won the race
-        earlier = await earlier_job(services.engine, tenant_id, key or "", request_hash)
-        if earlier is None:
-            raise
-        return _accepted(earlier, replayed=True)
-    await _publish(request.app, services, job, wanted, file_row, options)
+    job = dataclasses.replace(
+        job,
+        entity=wanted.entity,
+        operation=wanted.operation.value,
+        webhook_url=wanted.webhook_url,
+    )
+    chunk_rows = services.settings.import_chunk_rows
+    event = import_event(job, wanted, file_row, options, chunk_rows)
+    message = OutgoingMessage(
+        services.settings.topics.imports,
+        services.imports_codec.encode(event),
+        job.job_id.encode(),
+    )
+
+    async def create(conn: AsyncConnection, new: job_store.NewJob) -> None:
+        outcome = await file_store.create_import(
+            conn,
+            new,
+            file_id=file_row["file_id"],
+            exclusive=wanted.exclusive,
+            options=_stored_options(wanted, options, chunk_rows),
+        )
+        if isinstance(outcome, LiveImport):
+            raise _blocked(outcome, wanted)
+        if isinstance(outcome, FileGone):
+            named = f"file {file_row['file_id']}"
+            raise _file_problem(_gone_message(named, outcome.state, file_row), "file_id")
+
+    accepted = await accept_job(
+        services.engine, services.producer, job, [message], "import", create
+    )
+    return await _answer(services, accepted)
+
+
+async def _answer(services: Services, accepted: Accepted) -> web.Response:
     async with services.engine.connect() as conn:
-        row = await job_store.get_job(conn, job.job_id)
-    assert row is not None
-    return _accepted(row, replayed=False)
-
-
-def _accepted(job: Mapping[str, Any], *, replayed: bool) -> web.Response:
-    headers = {"Location": job_url(job["job_id"])}
-    if replayed:
-        headers["Idempotent-Replayed"] = "true"
-    return web.json_response(job_object(job, []), status=202, headers=headers)
+        body = await job_body(conn, accepted.job)
+    return accepted_response(body, accepted.replayed)
 
 
 # --- the file -------------------------------------------------------------------------------------
 
 
-async def _importable_file(services: Services, tenant_id: str, wanted: ImportRequest) -> RowMapping:
+async def _importable_file(services: Services, tenant_id: str, wanted: ImportRequest) -> Row:
     async with services.engine.connect() as conn:
         if wanted.file_id is not None:
             row = await file_store.get_file(conn, tenant_id, str(uuid.UUID(wanted.file_id)))
@@ -153,8 +190,9 @@ async def _header(
 ) -> tuple[str, ...]:
     """The profiled header, or the file's first row read again when an override changes it."""
     profile = FileProfile.from_dict(file_row["profile"])
-    if options.format is FileFormat.XLSX and options.sheet in profile.sheet_columns:
-        return profile.sheet_columns[options.sheet]
+    sheet = options.sheet
+    if options.format is FileFormat.XLSX and sheet is not None and sheet in profile.sheet_columns:
+        return profile.sheet_columns[sheet]
     if not (wanted.encoding or wanted.delimiter):
         return profile.columns
     path = file_store_of(services).absolute(file_row["path"])
@@ -176,10 +214,7 @@ async def _check_mapping(
 ) -> None:
     header = await _header(services, file_row, options, wanted)
     try:
-        if options.content is FileFormat.NDJSON:
-            plan_keys(definition, header, wanted.field_mappings)
-        else:
-            plan_columns(definition, header, wanted.field_mappings)
+        plan_import(definition, options.content, header, wanted.field_mappings)
     except InvalidInput as exc:
         raise _invalid(exc.errors) from exc
 
@@ -208,44 +243,7 @@ def _stored_options(wanted: ImportRequest, options: ReadOptions, chunk_rows: int
     }
 
 
-async def _create_job(
-    services: Services,
-    tenant_id: str,
-    wanted: ImportRequest,
-    file_row: Mapping[str, Any],
-    options: ReadOptions,
-    idempotency_key: str | None,
-    request_hash: str,
-) -> job_store.NewJob:
-    job = job_store.NewJob(
-        job_id=str(uuid.uuid4()),
-        tenant_id=tenant_id,
-        entity=wanted.entity,
-        operation=wanted.operation.value,
-        source="file",
-        total=0,
-        webhook_url=wanted.webhook_url,
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-    )
-    chunk_rows = services.settings.import_chunk_rows
-    async with services.engine.begin() as conn:
-        outcome = await file_store.create_import(
-            conn,
-            job,
-            file_id=file_row["file_id"],
-            exclusive=wanted.exclusive,
-            options=_stored_options(wanted, options, chunk_rows),
-        )
-    if isinstance(outcome, Blocked):
-        raise _blocked(outcome, wanted)
-    if isinstance(outcome, FileGone):
-        named = f"file {file_row['file_id']}"
-        raise _file_problem(_gone_message(named, outcome.state, file_row), "file_id")
-    return job
-
-
-def _blocked(blocker: Blocked, wanted: ImportRequest) -> HttpProblem:
+def _blocked(blocker: LiveImport, wanted: ImportRequest) -> HttpProblem:
     kind = "An exclusive import" if blocker.exclusive else "Another import"
     message = (
         f"{kind} into {wanted.entity} is still running (job {blocker.job_id}, "
@@ -289,21 +287,5 @@ def import_event(
     }
 
 
-async def _publish(
-    app: web.Application,
-    services: Services,
-    job: job_store.NewJob,
-    wanted: ImportRequest,
-    file_row: Mapping[str, Any],
-    options: ReadOptions,
-) -> None:
-    event = import_event(job, wanted, file_row, options, services.settings.import_chunk_rows)
-    message = OutgoingMessage(
-        services.settings.topics.imports, app[IMPORTS_CODEC].encode(event), job.job_id.encode()
-    )
-    await publish_job(services.engine, services.producer, job.job_id, [message], "import")
-
-
 def add_routes(app: web.Application) -> None:
-    app[IMPORTS_CODEC] = load_codec(default_schemas_dir(), "bulk.imports")
     app.router.add_post(IMPORTS_PATH, start_import)

@@ -11,22 +11,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from aiohttp import web
-from sqlalchemy.engine import RowMapping
 
-from api.app import Services
+from api.auth import owned_job
 from api.errors import problem
-from api.presenters import API_PREFIX, job_url
-from api.routes import owned_job
+from api.services import Services
 from domain.errors import ErrorCode
+from domain.job_view import API_PREFIX, job_url
 from domain.jobs import JobStatus, is_terminal
 from storage.reports import ReportStore
+from storage.rows import Row
 
 CSV_TYPE = "text/csv; charset=utf-8"
 ZIP_TYPE = "application/zip"
 RESULT_FORMATS = ("zip", "csv")
 
 
-def _ready(job: RowMapping) -> None:
+def _ready(job: Row) -> None:
     if not is_terminal(JobStatus(job["status"])):
         raise problem(
             409,

@@ -13,11 +13,10 @@ from typing import Any
 
 from aiohttp import web
 
+from api.auth import owned_job
 from api.errors import problem
-from api.presenters import API_PREFIX, iso
-from api.routes import owned_job
-from consumers.completion import schedule_webhook
 from domain.errors import ErrorCode
+from domain.job_view import API_PREFIX, iso
 from domain.jobs import JobStatus, is_terminal
 from storage import webhooks as webhook_store
 
@@ -73,7 +72,7 @@ async def redeliver(request: web.Request) -> web.Response:
     now = datetime.now(UTC)
     async with services.engine.begin() as conn:
         if await webhook_store.delivery_for_job(conn, job_id) is None:
-            await schedule_webhook(conn, job, now)
+            await webhook_store.schedule_webhook(conn, job, now)
         delivery = await webhook_store.request_redelivery(
             conn, webhook_store.webhook_id_for(job_id), now
         )

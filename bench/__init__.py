@@ -1,0 +1,1 @@
+"""Benchmarks, each beside a PostgreSQL COPY baseline measured in the same run."""

@@ -1,1 +1,2 @@
-"""Bulk Ingest: process entry points (CLI), settings and the shared Kafka adapter."""
+"""Bulk Ingest: the CLI and process supervision, typed settings, the Kafka adapter, the SSRF guard,
+and the stage runtime (stage runner, error classification, dead letters) the adapters share."""

@@ -105,12 +105,8 @@ def _up(settings: Settings, workers: int) -> int:
 
 
 def _consumers(settings: Settings) -> int:
-    try:
-        from consumers.app import run_consumers
-    except ImportError:
-        print("consumers: nothing to run yet", file=sys.stderr)
-        signal.sigwait({signal.SIGTERM, signal.SIGINT})
-        return 0
+    from consumers.app import run_consumers
+
     run_consumers(settings)
     return 0
 

@@ -136,7 +136,7 @@ async def resolve(host: str, port: int | None = None) -> list[Address]:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise WebhookUrlRefused(f"webhook host {host!r} does not resolve: {exc}") from exc
-    return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
 async def check_webhook_url(url: str, policy: WebhookPolicy) -> list[Address]:

@@ -1,6 +1,6 @@
 """One runner owns retries and the error policy for every stage and consumer.
 
-A *stage* is a class with one job: ``process(deliveries)`` — decode, decide, write, emit — and
+A *stage* is a class with one job: ``handle(deliveries)`` — decode, decide, write, emit — and
 ``after_dead_letter(delivery)`` — what a message that will never be processed means for its
 job (its records fail as ``RecordNotProcessed``, see design.md §8). Stages dead-letter input
 they can tell is invalid themselves; the runner handles what escapes them
@@ -34,7 +34,7 @@ log = logging.getLogger("bulk_ingest.runner")
 class Stage(Protocol):
     name: str
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None: ...
+    async def handle(self, deliveries: Sequence[Delivery]) -> None: ...
 
     async def after_dead_letter(self, delivery: Delivery, reason: str) -> None: ...
 
@@ -62,7 +62,8 @@ class RetryPolicy:
     max_backoff_seconds: float = 10.0
 
     def backoff(self, attempt: int) -> float:
-        return min(self.first_backoff_seconds * 2 ** max(attempt - 1, 0), self.max_backoff_seconds)
+        doubled = self.first_backoff_seconds * 2.0 ** max(attempt - 1, 0)
+        return min(doubled, self.max_backoff_seconds)
 
 
 class Stopped(Exception):
@@ -106,7 +107,7 @@ class StageRunner:
         transient_attempts = 0
         while True:
             try:
-                await self.stage.process(deliveries)
+                await self.stage.handle(deliveries)
                 return
             except Exception as error:
                 if classify(error) is FailureKind.TRANSIENT:

@@ -100,9 +100,9 @@ async def serve(settings: Settings) -> None:
             ),
             return_exceptions=True,
         )
-        failures = [r for r in results if isinstance(r, BaseException)]
-        if failures:
-            raise failures[0]
+        crashed = [r for r in results if isinstance(r, BaseException)]
+        if crashed:
+            raise crashed[0]
     finally:
         await failures.close()
         await asyncio.to_thread(producer.close)

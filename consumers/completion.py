@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.presenters import iso, job_object
 from domain.jobs import JobStatus, is_terminal
 from storage import jobs as job_store
 from storage import webhooks as webhook_store
@@ -25,45 +22,8 @@ from storage.reports import ReportStore
 
 log = logging.getLogger(__name__)
 
-EVENT_TYPES: Mapping[JobStatus, str] = {
-    JobStatus.COMPLETED: "job.completed",
-    JobStatus.COMPLETED_WITH_ERRORS: "job.completed",
-    JobStatus.FAILED: "job.failed",
-    JobStatus.INTERNAL_FAILURE: "job.failed",
-    JobStatus.CANCELLED: "job.cancelled",
-}
 SWEEP_GRACE_SECONDS = 30.0  # the Kafka path normally schedules a webhook within a second
 SWEEP_BATCH = 200
-
-
-def webhook_body(event_type: str, timestamp: str, data: Mapping[str, Any]) -> str:
-    """The exact JSON text sent (and signed) on every attempt of a delivery."""
-    return json.dumps(
-        {"type": event_type, "timestamp": timestamp, "data": data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
-
-
-async def schedule_webhook(conn: AsyncConnection, job: Mapping[str, Any], now: datetime) -> bool:
-    """Create the terminal job's delivery unless it exists; True when created.
-
-    ``data`` is the job object exactly as ``GET /jobs/{id}`` returns it; the event's timestamp
-    is when the job finished, so a re-created body is byte-for-byte the same.
-    """
-    failures = await job_store.first_failures(conn, job["job_id"]) if job["failed"] else []
-    event_type = EVENT_TYPES[JobStatus(job["status"])]
-    timestamp = iso(job["completed_at"] or job["updated_at"])
-    assert timestamp is not None
-    return await webhook_store.create_delivery(
-        conn,
-        job_id=job["job_id"],
-        tenant_id=job["tenant_id"],
-        url=job["webhook_url"],
-        event_type=event_type,
-        payload=webhook_body(event_type, timestamp, job_object(job, failures)),
-        now=now,
-    )
 
 
 class CompletionHandler:
@@ -82,7 +42,7 @@ class CompletionHandler:
             if job is None or not is_terminal(JobStatus(job["status"])):
                 log.warning("job %s is not terminal in the database; event ignored", job_id)
                 return
-            scheduled = bool(job["webhook_url"]) and await schedule_webhook(
+            scheduled = bool(job["webhook_url"]) and await webhook_store.schedule_webhook(
                 conn, job, datetime.now(UTC)
             )
         if scheduled:
@@ -125,10 +85,10 @@ class MissedWebhookSweep:
 
     async def sweep_once(self, now: datetime) -> int:
         async with self._engine.begin() as conn:
-            missing = await webhook_store.jobs_missing_delivery(
+            missing = await job_store.jobs_missing_delivery(
                 conn,
                 completed_after=now - self._horizon,
                 completed_before=now - timedelta(seconds=SWEEP_GRACE_SECONDS),
                 limit=SWEEP_BATCH,
             )
-            return sum([await schedule_webhook(conn, job, now) for job in missing])
+            return sum([await webhook_store.schedule_webhook(conn, job, now) for job in missing])

@@ -62,7 +62,7 @@ class CompletionStage:
         self._on_terminal = on_terminal
         self._dead_letters = dead_letters
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             try:
                 event = self._codec.decode(delivery.value)

@@ -24,9 +24,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from domain.bulk_requests import Operation, parse_operation, parse_webhook_url
 from domain.entities import EntityRegistry
 from domain.errors import BulkIngestError, InvalidInput
-from domain.validation import Operation, parse_operation, parse_webhook_url
 
 
 class InvalidChunk(BulkIngestError):

@@ -21,32 +21,16 @@ from pathlib import Path
 from typing import Any, cast
 
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from fastavro.schema import to_parsing_canonical_form
+from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
-_EMPTY64 = 0xC15D213AA4D7A795
 
 
-def _fingerprint_table() -> tuple[int, ...]:
-    table = []
-    for i in range(256):
-        fp = i
-        for _ in range(8):
-            fp = (fp >> 1) ^ (_EMPTY64 & -(fp & 1))
-        table.append(fp)
-    return tuple(table)
-
-
-_FP_TABLE = _fingerprint_table()
-
-
-def crc64_avro(data: bytes) -> int:
-    """The CRC-64-AVRO fingerprint defined by the Avro specification."""
-    fp = _EMPTY64
-    for byte in data:
-        fp = (fp >> 8) ^ _FP_TABLE[(fp ^ byte) & 0xFF]
-    return fp
+def schema_fingerprint(parsed: Any) -> bytes:
+    """The 8 bytes framed on the wire: the CRC-64-AVRO fingerprint of the schema's Parsing
+    Canonical Form, little-endian (fastavro gives it as hex in that byte order)."""
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
 class UndecodableMessage(Exception):
@@ -74,10 +58,8 @@ class AvroCodec:
         self.name = name
         self._by_fingerprint: dict[bytes, WriterSchema] = {}
         for version, parsed in sorted(versions.items()):
-            fingerprint = crc64_avro(to_parsing_canonical_form(parsed).encode()).to_bytes(
-                8, "little"
-            )
-            self._by_fingerprint[fingerprint] = WriterSchema(version, parsed, fingerprint)
+            framed = schema_fingerprint(parsed)
+            self._by_fingerprint[framed] = WriterSchema(version, parsed, framed)
         self.latest = max(self._by_fingerprint.values(), key=lambda w: w.version)
         self._header = MAGIC + self.latest.fingerprint
 

@@ -4,9 +4,9 @@ Every 4xx/5xx body and every failed record speaks in :class:`ApiError` terms:
 ``{"errorCode", "message", "moreInfo", "index"?, "field"?}``. The codes are a public contract
 (design.md §3, §4): spell them exactly as they are here.
 
-Exceptions come in the three kinds the service needs, under one root:
-:class:`InvalidInput` (the caller must change the request), :class:`RetryableError` (transport
-trouble; try again) and :class:`BulkIngestError` itself for everything else.
+Exceptions raised by our own code share one root, :class:`BulkIngestError`; :class:`InvalidInput`
+is the caller's to fix. Telling a failure's kind (retry, bad input, bug) for the stages and the
+consumers is :mod:`bulk_ingest.failures`'s job, from the exception the driver raised.
 """
 
 from __future__ import annotations
@@ -122,7 +122,3 @@ class InvalidInput(BulkIngestError):
     def to_dict(self) -> dict[str, Any]:
         """The response body ``{"errors": [...]}``."""
         return {"errors": [error.to_dict() for error in self.errors]}
-
-
-class RetryableError(BulkIngestError):
-    """A transient failure (transport, timeout, unavailable dependency): try again later."""

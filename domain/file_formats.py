@@ -29,148 +29,39 @@ from __future__ import annotations
 import codecs
 import contextlib
 import csv
-import datetime
 import io
-import re
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import StrEnum
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from domain import strict_json
-from domain.errors import BulkIngestError, ErrorCode
-
-SAMPLE_BYTES = 64 * 1024
-MAX_LINE_CHARS = 1024 * 1024
-DELIMITERS = (",", ";", "\t", "|")
-MAX_PROFILED_SHEETS = 50
-MARKER_ERRORS = "bulk_ingest_marker"
-_MARKED = re.compile("[\udc00-\udcff]")
-_IGNORED_MEMBERS = ("__MACOSX/", ".DS_Store")
-_READ_BLOCK = 1024 * 1024
-
-
-def _mark_undecodable(error: UnicodeError) -> tuple[str, int]:
-    """Codec error handler: each undecodable byte becomes the lone surrogate U+DC00 + byte."""
-    assert isinstance(error, UnicodeDecodeError)
-    bad = error.object[error.start : error.end]
-    return "".join(chr(0xDC00 + byte) for byte in bad), error.end
-
-
-codecs.register_error(MARKER_ERRORS, _mark_undecodable)
-
-
-class FileFormat(StrEnum):
-    """The format of an uploaded file as the API names it."""
-
-    CSV = "csv"
-    NDJSON = "ndjson"
-    ZIP = "zip"
-    XLSX = "xlsx"
-
-
-class FileRejected(BulkIngestError):
-    """An upload the service cannot import; the message tells the person what to do."""
-
-
-class UnreadableFile(BulkIngestError):
-    """A stored file that turned out unreadable while importing; the job fails with the message."""
-
-
-@dataclass(frozen=True)
-class ZipCaps:
-    """Limits an archive must respect, declared and actual.
-
-    ``max_ratio`` applies to members larger than ``ratio_floor_bytes`` uncompressed: tiny
-    members compress absurdly well without being dangerous.
-    """
-
-    max_uncompressed_bytes: int
-    max_ratio: float
-    ratio_floor_bytes: int = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class FileProfile:
-    """What an upload holds, as the ``POST /files`` answer shows it.
-
-    For a ZIP, ``member`` names the file inside and ``content`` its format (CSV or NDJSON);
-    for XLSX, ``sheet_columns`` holds the header of every profiled sheet, in workbook order.
-    """
-
-    format: FileFormat
-    content: FileFormat | None
-    encoding: str | None = None
-    delimiter: str | None = None
-    columns: tuple[str, ...] = ()
-    member: str | None = None
-    sheet_columns: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    warnings: tuple[str, ...] = ()
-
-    @property
-    def sheets(self) -> tuple[str, ...]:
-        return tuple(self.sheet_columns)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready form, stored with the file and read back by :meth:`from_dict`."""
-        return {
-            "format": self.format.value,
-            "content": self.content.value if self.content else None,
-            "encoding": self.encoding,
-            "delimiter": self.delimiter,
-            "columns": list(self.columns),
-            "member": self.member,
-            "sheet_columns": [[name, list(cols)] for name, cols in self.sheet_columns.items()],
-            "warnings": list(self.warnings),
-        }
-
-    @classmethod
-    def from_dict(cls, stored: Mapping[str, Any]) -> FileProfile:
-        content = stored.get("content")
-        return cls(
-            format=FileFormat(stored["format"]),
-            content=FileFormat(content) if content else None,
-            encoding=stored.get("encoding"),
-            delimiter=stored.get("delimiter"),
-            columns=tuple(stored.get("columns") or ()),
-            member=stored.get("member"),
-            sheet_columns={name: tuple(cols) for name, cols in stored.get("sheet_columns") or ()},
-            warnings=tuple(stored.get("warnings") or ()),
-        )
-
-
-@dataclass(frozen=True)
-class ReadOptions:
-    """How to read a file's rows: its profile with the import's overrides applied."""
-
-    format: FileFormat
-    content: FileFormat | None  # CSV or NDJSON for text and ZIP; None for XLSX
-    encoding: str | None = None
-    delimiter: str | None = None
-    sheet: str | None = None
-    member: str | None = None
-
-
-class SourceRow(NamedTuple):
-    """One data row: ``values`` (a sequence, or a mapping for NDJSON) or why it is unreadable."""
-
-    line: int
-    values: Sequence[Any] | Mapping[str, Any] | None
-    problem: str | None = None
-    code: ErrorCode = ErrorCode.InvalidFormat
-
-
-@dataclass
-class RowTable:
-    """A file opened for reading: its header (NDJSON: the first object's keys) and data rows."""
-
-    header: tuple[str, ...]
-    rows: Iterator[SourceRow]
-
-
-# --- detection and profiling ------------------------------------------------------------------
+from domain.file_types import (
+    DELIMITERS,
+    MARKED,
+    MARKER_ERRORS,
+    SAMPLE_BYTES,
+    FileFormat,
+    FileProfile,
+    FileRejected,
+    ReadOptions,
+    RowTable,
+    UnreadableFile,
+    ZipCaps,
+    printable,
+)
+from domain.text_rows import text_rows
+from domain.xlsx_rows import profile_xlsx, xlsx_rows
+from domain.zip_archives import (
+    READ_BLOCK,
+    CountingReader,
+    check_zip_caps,
+    guard_archive_errors,
+    is_xlsx,
+    open_archive,
+    single_member,
+    verify_members,
+)
 
 
 def detect_encoding(head: bytes) -> str:
@@ -270,14 +161,14 @@ def _profile_text(
     content = _text_content(sample)
     delimiter = sniff_delimiter(sample.lstrip("\ufeff")) if content is FileFormat.CSV else None
     options = ReadOptions(outer, content, encoding, delimiter, member=member)
-    with opener() as raw, _text_rows(raw, options) as table:
+    with opener() as raw, text_rows(raw, options) as table:
         columns = table.header
     return FileProfile(
         format=outer if outer is FileFormat.ZIP else content,
         content=content if outer is FileFormat.ZIP else None,
         encoding=encoding,
         delimiter=delimiter,
-        columns=tuple(_printable(c) for c in columns),
+        columns=tuple(printable(c) for c in columns),
         member=member,
         warnings=_encoding_warnings(sample, encoding),
     )
@@ -305,7 +196,7 @@ def _text_content(sample: str) -> FileFormat:
 
 
 def _encoding_warnings(sample: str, encoding: str) -> tuple[str, ...]:
-    found = _MARKED.search(sample)
+    found = MARKED.search(sample)
     if found is None:
         return ()
     line = sample.count("\n", 0, found.start()) + 1
@@ -315,63 +206,14 @@ def _encoding_warnings(sample: str, encoding: str) -> tuple[str, ...]:
     )
 
 
-def _printable(text: str) -> str:
-    """Marker characters replaced for display (JSON cannot carry lone surrogates)."""
-    return _MARKED.sub("\ufffd", text)
-
-
-# --- archives -------------------------------------------------------------------------------------
-
-
-def check_zip_caps(infos: Sequence[zipfile.ZipInfo], caps: ZipCaps) -> None:
-    """Refuse an archive whose central directory declares too much data or a bomb's ratio."""
-    total = sum(info.file_size for info in infos)
-    if total > caps.max_uncompressed_bytes:
-        raise FileRejected(
-            f"The archive expands to {total} bytes, more than the {caps.max_uncompressed_bytes} "
-            "allowed; split the data or upload it uncompressed."
-        )
-    for info in infos:
-        if info.file_size <= caps.ratio_floor_bytes:
-            continue
-        ratio = info.file_size / max(info.compress_size, 1)
-        if ratio > caps.max_ratio:
-            raise FileRejected(
-                f"{info.filename} in the archive compresses {ratio:.0f}:1, beyond the "
-                f"{caps.max_ratio:g}:1 allowed; this looks like a zip bomb and is refused."
-            )
-
-
-def data_members(infos: Sequence[zipfile.ZipInfo]) -> list[zipfile.ZipInfo]:
-    """Members that carry data: no directories, no macOS metadata."""
-    return [
-        info
-        for info in infos
-        if not info.is_dir() and not any(part in info.filename for part in _IGNORED_MEMBERS)
-    ]
-
-
-def is_xlsx(names: Sequence[str]) -> bool:
-    return "[Content_Types].xml" in names and any(name.startswith("xl/") for name in names)
-
-
-def _open_archive(path: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
-        raise FileRejected(
-            f"The ZIP archive is truncated or corrupt ({exc}); upload it again."
-        ) from exc
-
-
 def _profile_archive(path: Path, caps: ZipCaps) -> FileProfile:
-    with _open_archive(path) as archive:
+    with open_archive(path) as archive:
         infos = archive.infolist()
         check_zip_caps(infos, caps)
-        _verify_members(archive, infos, caps)
+        verify_members(archive, infos, caps)
         if is_xlsx(archive.namelist()):
-            return _profile_xlsx(path)
-        member = _single_member(infos)
+            return profile_xlsx(path)
+        member = single_member(infos)
         with archive.open(member) as handle:
             head = handle.read(SAMPLE_BYTES)
     if head.startswith(b"PK\x03\x04"):
@@ -384,173 +226,10 @@ def _profile_archive(path: Path, caps: ZipCaps) -> FileProfile:
 
     @contextlib.contextmanager
     def opener() -> Iterator[IO[bytes]]:
-        with _open_archive(path) as archive, archive.open(member) as handle:
+        with open_archive(path) as archive, archive.open(member) as handle:
             yield handle
 
     return _profile_text(head, encoding, FileFormat.ZIP, opener, member.filename)
-
-
-def _single_member(infos: Sequence[zipfile.ZipInfo]) -> zipfile.ZipInfo:
-    members = data_members(infos)
-    if len(members) != 1:
-        names = ", ".join(m.filename for m in members[:5]) or "nothing"
-        raise FileRejected(
-            f"A ZIP upload must hold exactly one CSV or NDJSON file; this one holds "
-            f"{len(members)} ({names})."
-        )
-    if members[0].flag_bits & 0x1:
-        raise FileRejected("Encrypted ZIP archives are not supported.")
-    return members[0]
-
-
-def _verify_members(
-    archive: zipfile.ZipFile, infos: Sequence[zipfile.ZipInfo], caps: ZipCaps
-) -> None:
-    """Decompress every member once (CRC checked), counting actual bytes against the caps."""
-    seen = 0
-    for info in infos:
-        if info.is_dir() or info.flag_bits & 0x1:
-            continue
-        try:
-            with archive.open(info) as handle:
-                counted = _CountingReader(handle, caps, info, seen)
-                while counted.read(_READ_BLOCK):
-                    pass
-                seen = counted.total_seen
-        except UnreadableFile as exc:
-            raise FileRejected(str(exc)) from exc
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
-            raise FileRejected(
-                f"The archive is truncated or corrupt: {info.filename} cannot be read ({exc}); "
-                "upload it again."
-            ) from exc
-
-
-class _CountingReader(io.RawIOBase):
-    """A member's decompressed bytes, failing as soon as they exceed what was declared or capped."""
-
-    def __init__(self, inner: IO[bytes], caps: ZipCaps, info: zipfile.ZipInfo, before: int = 0):
-        self._inner = inner
-        self._caps = caps
-        self._info = info
-        self._read = 0
-        self._before = before
-
-    @property
-    def total_seen(self) -> int:
-        return self._before + self._read
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        data = self._inner.read(len(buffer))
-        self._count(len(data))
-        buffer[: len(data)] = data
-        return len(data)
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._inner.read(size)
-        self._count(len(data))
-        return data
-
-    def _count(self, size: int) -> None:
-        self._read += size
-        if self._read > max(self._info.file_size, 0) and self._read > 0:
-            raise UnreadableFile(
-                f"{self._info.filename} in the archive expands beyond its declared size; "
-                "the archive is corrupt or a zip bomb."
-            )
-        if self.total_seen > self._caps.max_uncompressed_bytes:
-            raise UnreadableFile(
-                f"The archive expands beyond {self._caps.max_uncompressed_bytes} bytes; refused."
-            )
-
-
-# --- XLSX -----------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _workbook(path: Path) -> Iterator[Any]:
-    """The workbook in read-only (streaming) mode; a handle, so the name's suffix is irrelevant."""
-    from openpyxl import load_workbook  # imported here: only XLSX needs it
-
-    with path.open("rb") as handle:
-        try:
-            workbook = load_workbook(handle, read_only=True, data_only=True)
-        except Exception as exc:  # openpyxl raises many kinds for malformed workbooks
-            raise FileRejected(f"The XLSX workbook cannot be read: {exc}") from exc
-        try:
-            yield workbook
-        finally:
-            workbook.close()
-
-
-def _profile_xlsx(path: Path) -> FileProfile:
-    with _workbook(path) as workbook:
-        return _profile_workbook(workbook)
-
-
-def _profile_workbook(workbook: Any) -> FileProfile:
-    try:
-        names = list(workbook.sheetnames)
-        if not names:
-            raise FileRejected("The workbook has no sheets.")
-        sheet_columns = {}
-        for name in names[:MAX_PROFILED_SHEETS]:
-            header, _ = _sheet_rows(workbook[name])
-            sheet_columns[name] = header
-    except FileRejected:
-        raise
-    except Exception as exc:
-        raise FileRejected(f"The XLSX workbook cannot be read: {exc}") from exc
-    return FileProfile(
-        format=FileFormat.XLSX,
-        content=None,
-        columns=sheet_columns[names[0]],
-        sheet_columns=sheet_columns,
-    )
-
-
-def _sheet_rows(sheet: Any) -> tuple[tuple[str, ...], Iterator[SourceRow]]:
-    sheet.reset_dimensions()  # trust the cells, not the (often wrong) <dimension> element
-    numbered = enumerate(sheet.iter_rows(min_row=1), start=1)
-    for _, cells in numbered:
-        values = tuple(cell.value for cell in cells)
-        if not _blank(values):
-            header = tuple(_header_cell(v) for v in values)
-            return header, (row for n, cells in numbered if (row := _sheet_row(n, cells)))
-    return (), iter(())
-
-
-def _sheet_row(number: int, cells: Sequence[Any]) -> SourceRow | None:
-    """One sheet row (None when blank); a cell holding a spreadsheet error fails the row."""
-    values = tuple(cell.value for cell in cells)
-    if _blank(values):
-        return None
-    for cell in cells:
-        if getattr(cell, "data_type", None) == "e":
-            where = getattr(cell, "coordinate", f"row {number}")
-            problem = f"cell {where} holds the spreadsheet error {cell.value}"
-            return SourceRow(number, None, problem, ErrorCode.InvalidValue)
-    return SourceRow(number, values)
-
-
-def _header_cell(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, datetime.datetime | datetime.date):
-        return value.isoformat()
-    return str(value).strip()
-
-
-def _blank(values: Sequence[Any]) -> bool:
-    return all(v is None or (isinstance(v, str) and not v.strip()) for v in values)
-
-
-# --- reading rows ---------------------------------------------------------------------------------
 
 
 def read_options(
@@ -583,13 +262,13 @@ def open_rows(path: Path, options: ReadOptions, caps: ZipCaps) -> Iterator[RowTa
     """
     try:
         if options.format is FileFormat.XLSX:
-            with _xlsx_rows(path, options) as table:
+            with xlsx_rows(path, options) as table:
                 yield table
         elif options.format is FileFormat.ZIP:
             with _zip_member_rows(path, options, caps) as table:
                 yield table
         else:
-            with path.open("rb") as raw, _text_rows(raw, options) as table:
+            with path.open("rb") as raw, text_rows(raw, options) as table:
                 yield table
     except FileNotFoundError as exc:
         raise UnreadableFile("The uploaded file is no longer in the file store.") from exc
@@ -605,189 +284,10 @@ def _zip_member_rows(path: Path, options: ReadOptions, caps: ZipCaps) -> Iterato
         infos = archive.infolist()
         try:
             check_zip_caps(infos, caps)
-            info = archive.getinfo(options.member or _single_member(infos).filename)
+            info = archive.getinfo(options.member or single_member(infos).filename)
         except (FileRejected, KeyError) as exc:
             raise UnreadableFile(str(exc)) from exc
         with archive.open(info) as member:
-            counted = io.BufferedReader(_CountingReader(member, caps, info), _READ_BLOCK)
-            with _guard_archive_errors(), _text_rows(counted, options) as table:
+            counted = io.BufferedReader(CountingReader(member, caps, info), READ_BLOCK)
+            with guard_archive_errors(), text_rows(counted, options) as table:
                 yield table
-
-
-@contextlib.contextmanager
-def _guard_archive_errors() -> Iterator[None]:
-    try:
-        yield
-    except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
-        raise UnreadableFile(f"The ZIP archive is truncated or corrupt: {exc}") from exc
-
-
-@contextlib.contextmanager
-def _xlsx_rows(path: Path, options: ReadOptions) -> Iterator[RowTable]:
-    with contextlib.ExitStack() as stack:
-        try:
-            workbook = stack.enter_context(_workbook(path))
-        except FileRejected as exc:
-            raise UnreadableFile(str(exc)) from exc
-        name = options.sheet or workbook.sheetnames[0]
-        if name not in workbook.sheetnames:
-            raise UnreadableFile(f"The workbook has no sheet named {name!r}.")
-        header, rows = _sheet_rows(workbook[name])
-        yield RowTable(header, _guarded_xlsx(rows))
-
-
-def _guarded_xlsx(rows: Iterator[SourceRow]) -> Iterator[SourceRow]:
-    try:
-        yield from rows
-    except Exception as exc:  # a malformed sheet part surfaces while streaming it
-        raise UnreadableFile(f"The XLSX sheet cannot be read: {exc}") from exc
-
-
-class _BoundedLines:
-    """The physical lines of a text, each cut to ``max_chars``: a longer line is read past in
-    pieces (never held whole), replaced by an empty line, and its number remembered."""
-
-    def __init__(self, text: IO[str], max_chars: int = MAX_LINE_CHARS) -> None:
-        self._text = text
-        self._max = max_chars
-        self.number = 0
-        self.cut: set[int] = set()
-
-    def __iter__(self) -> Iterator[str]:
-        while True:
-            line = self._text.readline(self._max)
-            if not line:
-                return
-            self.number += 1
-            if len(line) >= self._max and not line.endswith(("\n", "\r")):
-                self._skip_rest()
-                self.cut.add(self.number)
-                yield "\n"
-                continue
-            yield line
-
-    def _skip_rest(self) -> None:
-        while True:
-            piece = self._text.readline(self._max)
-            if not piece or piece.endswith(("\n", "\r")):
-                return
-
-    def problem(self, first: int, last: int) -> str | None:
-        """Why the row on lines ``first..last`` is unreadable, if one of them was too long."""
-        for number in range(first, last + 1):
-            if number in self.cut:
-                return f"line {number} is longer than {self._max} characters"
-        return None
-
-
-@contextlib.contextmanager
-def _text_rows(raw: IO[bytes], options: ReadOptions) -> Iterator[RowTable]:
-    encoding = options.encoding or "utf-8"
-    text = io.TextIOWrapper(raw, encoding=encoding, errors=MARKER_ERRORS, newline="")
-    try:
-        lines = _BoundedLines(text)
-        if options.content is FileFormat.NDJSON:
-            yield _ndjson_table(lines, encoding)
-        else:
-            yield _csv_table(lines, options.delimiter or ",", encoding)
-    finally:
-        text.detach()  # the caller owns ``raw``
-
-
-def _csv_table(text: _BoundedLines, delimiter: str, encoding: str) -> RowTable:
-    reader = csv.reader(text, delimiter=delimiter)
-    lines = _LineCounter(reader, text)
-    for _, values, problem in lines:
-        if problem is None and any(v.strip() for v in values):
-            header = [values[0].lstrip("\ufeff"), *values[1:]]
-            return RowTable(
-                tuple(_printable(c.strip()) for c in header), _csv_rows(lines, encoding)
-            )
-    return RowTable((), iter(()))
-
-
-class _LineCounter:
-    """``(first line, values, csv problem)`` of each parsed row, blank ones included."""
-
-    def __init__(self, reader: Any, lines: _BoundedLines) -> None:
-        self._reader = reader
-        self._lines = lines
-        self._previous_end = 0
-
-    def __iter__(self) -> Iterator[tuple[int, list[str], str | None]]:
-        while True:
-            start = self._previous_end + 1
-            try:
-                values = next(self._reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                self._previous_end = self._reader.line_num
-                yield start, [], f"the row cannot be parsed as CSV: {exc}"
-                continue
-            self._previous_end = self._reader.line_num
-            too_long = self._lines.problem(start, self._previous_end)
-            if too_long is not None:
-                yield start, [], too_long
-                continue
-            yield start, values, None
-
-
-def _csv_rows(lines: _LineCounter, encoding: str) -> Iterator[SourceRow]:
-    for start, values, problem in lines:
-        if problem is not None:
-            yield SourceRow(start, None, problem)
-            continue
-        if not any(v.strip() for v in values):
-            continue
-        bad = _undecodable_column(values)
-        if bad is not None:
-            yield SourceRow(start, None, f"column {bad} holds bytes that are not valid {encoding}")
-        else:
-            yield SourceRow(start, values)
-
-
-def _undecodable_column(values: Sequence[str]) -> int | None:
-    if not _MARKED.search("".join(values)):  # one search per row: the common case
-        return None
-    for position, value in enumerate(values, start=1):
-        if _MARKED.search(value):
-            return position
-    return None
-
-
-def _ndjson_table(text: _BoundedLines, encoding: str) -> RowTable:
-    rows = _ndjson_rows(text, encoding)
-    for row in rows:
-        keys = tuple(row.values) if isinstance(row.values, Mapping) else ()
-
-        def chained(first: SourceRow = row) -> Iterator[SourceRow]:
-            yield first
-            yield from rows
-
-        return RowTable(keys, chained())
-    return RowTable((), iter(()))
-
-
-def _ndjson_rows(text: _BoundedLines, encoding: str) -> Iterator[SourceRow]:
-    for line, content in enumerate(text, start=1):
-        too_long = text.problem(line, line)
-        if too_long is not None:
-            yield SourceRow(line, None, too_long)
-            continue
-        stripped = content.strip().lstrip("\ufeff")
-        if not stripped:
-            continue
-        if _MARKED.search(stripped):
-            yield SourceRow(line, None, f"the line holds bytes that are not valid {encoding}")
-            continue
-        try:
-            value = strict_json.loads(stripped)
-        except strict_json.JsonRejected as exc:
-            yield SourceRow(line, None, f"the line is not valid JSON: {exc}", ErrorCode.InvalidJson)
-            continue
-        if not isinstance(value, dict):
-            problem = "the line must hold one JSON object"
-            yield SourceRow(line, None, problem, ErrorCode.InvalidFieldType)
-            continue
-        yield SourceRow(line, value)

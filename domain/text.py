@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
 
 REPLACEMENT = "\ufffd"
 _CODE_POINT = re.compile(r"U\+([0-9A-Fa-f]{4,6})")
@@ -60,6 +60,8 @@ class ForbiddenCharacters:
     """A set of forbidden code points with a fast test for the common (ASCII) case."""
 
     ranges: tuple[CodePointRange, ...]
+    _ascii: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _pattern: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ascii_chars = "".join(
@@ -71,19 +73,18 @@ class ForbiddenCharacters:
     @property
     def ascii_chars(self) -> tuple[str, ...]:
         """The forbidden code points below U+0080."""
-        chars: tuple[str, ...] = self._ascii  # type: ignore[attr-defined]
-        return chars
+        return self._ascii
 
     def first(self, value: str) -> str | None:
         """``U+XXXX`` of the first forbidden code point in ``value``, or ``None``."""
         if value.isascii():
-            ascii_chars: tuple[str, ...] = self._ascii  # type: ignore[attr-defined]
+            ascii_chars = self._ascii
             if len(ascii_chars) == 1:  # the usual case: only U+0000 among ASCII
                 if ascii_chars[0] not in value:
                     return None
             elif not any(char in value for char in ascii_chars):
                 return None
-        pattern: re.Pattern[str] | None = self._pattern  # type: ignore[attr-defined]
+        pattern = self._pattern
         found = pattern.search(value) if pattern is not None else None
         return f"U+{ord(found.group()):04X}" if found else None
 
@@ -116,13 +117,13 @@ def unstorable_character(value: str) -> str | None:
 
 def storable(value: _T) -> _T:
     """``value`` (text, or JSON-like lists and dicts of it) with unstorable code points replaced."""
-    return _storable(value)  # type: ignore[no-any-return]
+    return cast(_T, _storable(value))
 
 
 def json_storable(value: _T) -> _T:
     """:func:`storable`, and non-finite numbers (which JSON and ``jsonb`` cannot hold) as the
     names JavaScript gives them: ``"NaN"``, ``"Infinity"``, ``"-Infinity"``."""
-    return _json_storable(storable(value))  # type: ignore[no-any-return]
+    return cast(_T, _json_storable(storable(value)))
 
 
 def _json_storable(value: Any) -> Any:

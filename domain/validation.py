@@ -1,197 +1,22 @@
-"""Validation of bulk requests and records against entity definitions.
+"""Basic validation of records against entity definitions, and records as the pipeline carries them.
 
-Two stages, both driven only by :class:`~domain.entities.EntityDefinition` data:
-
-- **basic** (synchronous, at the gateway): request shape, limits, required fields, types, lengths,
-  formats, unknown fields, operation, webhook URL syntax. :func:`validate_bulk_request` collects
-  every error (first encountered first, at most 100) and raises one
-  :class:`~domain.errors.InvalidInput`.
-- **semantic** (asynchronous, in the stream workers): reference sets, code lists, calendar dates.
-  :func:`semantic_error` returns the first failure of one record. Records that never went through
-  the gateway (Kafka producers) are checked with :func:`record_basic_failure` first.
+**Basic** checks (required fields, types, lengths, formats, unknown fields) are run at the gateway
+for every record of a request (:mod:`domain.bulk_requests`) and, for records that never went
+through it (Kafka producers), by the workers with :func:`record_basic_failure`. The fast check
+compiles the same rules into one yes/no closure per spec; only a record that fails it is walked
+again to say why. **Semantic** checks are :mod:`domain.semantics`'s.
 """
 
 from __future__ import annotations
 
 import copy
-import datetime
 import math
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from enum import StrEnum
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
-from domain.entities import EntityDefinition, EntityRegistry, FieldSpec, ValueKind, ValueSpec
-from domain.errors import MAX_ERRORS, ApiError, ErrorCode, InvalidInput
-
-REQUEST_FIELDS = frozenset({"records", "operation", "webhook_url"})
-MAX_WEBHOOK_URL_LENGTH = 2048
-
-
-class Operation(StrEnum):
-    """What a job does with each record."""
-
-    INSERT = "insert"
-    UPDATE = "update"
-    UPSERT = "upsert"
-
-
-@dataclass(frozen=True)
-class BulkRequest:
-    """A bulk request that passed basic validation; ``records`` are as submitted."""
-
-    entity: str
-    operation: Operation
-    records: tuple[dict[str, Any], ...]
-    webhook_url: str | None
-
-
-SemanticError = tuple[ErrorCode, str, str]
-"""(error code, field path, message) of a semantic failure."""
-
-
-# --- requests -------------------------------------------------------------------------------------
-
-
-def validate_bulk_request(
-    registry: EntityRegistry,
-    entity_name: str,
-    body: object,
-    *,
-    max_records: int,
-    default_operation: Operation,
-    too_many_hint: str = "",
-) -> BulkRequest:
-    """Check an already-parsed JSON body; raise :class:`InvalidInput` with every error found.
-
-    Records are checked only when the entity is known and their count is within ``max_records``.
-    """
-    errors: list[ApiError] = []
-    definition = _collect(errors, lambda: registry.get(entity_name))
-    if not isinstance(body, dict):
-        errors.append(ApiError(ErrorCode.InvalidFieldType, _NOT_AN_OBJECT))
-        raise InvalidInput(errors)
-    errors.extend(_unknown_request_fields(body))
-    records = _collect(
-        errors, lambda: parse_records(body.get("records"), max_records, too_many_hint)
-    )
-    operation = _collect(errors, lambda: parse_operation(body.get("operation"), default_operation))
-    webhook_url = _collect(errors, lambda: parse_webhook_url(body.get("webhook_url")))
-    if definition is not None and records is not None:
-        _collect_record_errors(errors, definition, records)
-    if errors or definition is None or records is None or operation is None:
-        raise InvalidInput(errors)
-    return BulkRequest(definition.name, operation, records, webhook_url)
-
-
-def invalid_json_error(detail: str) -> InvalidInput:
-    """The error for a body that is not JSON at all; ``detail`` says where parsing stopped."""
-    return InvalidInput.single(
-        ErrorCode.InvalidJson, f"The request body is not valid JSON: {detail}"
-    )
-
-
-def parse_records(
-    value: object, max_records: int, too_many_hint: str = ""
-) -> tuple[dict[str, Any], ...]:
-    """The ``records`` member: a non-empty array of at most ``max_records`` items."""
-    if value is None or value == []:
-        raise InvalidInput.single(ErrorCode.EmptyRequest, _EMPTY, field="records")
-    if not isinstance(value, list):
-        message = f"The records member must be an array, got {_json_type(value)}"
-        raise InvalidInput.single(ErrorCode.InvalidFieldType, message, field="records")
-    if len(value) > max_records:
-        message = f"The request has {len(value)} records; at most {max_records} are allowed here"
-        message += f"; {too_many_hint}" if too_many_hint else ""
-        raise InvalidInput.single(ErrorCode.MaxRecordsExceeded, message, field="records")
-    return tuple(value)
-
-
-def parse_operation(value: object, default: Operation) -> Operation:
-    """The ``operation`` member; absent or null means ``default``."""
-    if value is None:
-        return default
-    if isinstance(value, str) and value in _OPERATIONS:
-        return Operation(value)
-    choices = ", ".join(operation.value for operation in Operation)
-    message = f"The operation must be one of {choices}, got {_shown(value)}"
-    raise InvalidInput.single(ErrorCode.InvalidOperation, message, field="operation")
-
-
-def parse_webhook_url(value: object) -> str | None:
-    """The ``webhook_url`` member: an http(s) URL with a host and no credentials, or null.
-
-    Only syntax is checked here; where the host resolves to is the gateway's business.
-    """
-    if value is None:
-        return None
-    problem = _webhook_url_problem(value)
-    if problem is not None:
-        # The URL is not echoed: it may carry credentials.
-        message = f"The webhook_url is not usable: {problem}"
-        raise InvalidInput.single(ErrorCode.InvalidWebhookUrl, message, field="webhook_url")
-    assert isinstance(value, str)  # _webhook_url_problem says so
-    return value
-
-
-_OPERATIONS = frozenset(operation.value for operation in Operation)
-_NOT_AN_OBJECT = 'The request body must be a JSON object like {"records": [...]}'
-_EMPTY = "The request has no records: send records as a non-empty array"
-
-
-_R = TypeVar("_R")
-
-
-def _collect(errors: list[ApiError], parse: Callable[[], _R]) -> _R | None:
-    """Run one parse step; its :class:`InvalidInput` errors join ``errors`` instead of raising."""
-    try:
-        return parse()
-    except InvalidInput as exc:
-        errors.extend(exc.errors)
-        return None
-
-
-def _unknown_request_fields(body: Mapping[str, Any]) -> list[ApiError]:
-    return [
-        ApiError(ErrorCode.UnknownField, f"The request has an unknown field {name}", field=name)
-        for name in body
-        if name not in REQUEST_FIELDS
-    ]
-
-
-def _collect_record_errors(
-    errors: list[ApiError], definition: EntityDefinition, records: tuple[object, ...]
-) -> None:
-    for index, record in enumerate(records):
-        if len(errors) >= MAX_ERRORS:
-            return
-        errors.extend(basic_record_errors(definition, record, index))
-
-
-def _webhook_url_problem(value: object) -> str | None:
-    if not isinstance(value, str):
-        return f"expected a string, got {_json_type(value)}"
-    if len(value) > MAX_WEBHOOK_URL_LENGTH:
-        return f"longer than {MAX_WEBHOOK_URL_LENGTH} characters"
-    if any(char.isspace() or not char.isprintable() for char in value):
-        return "it contains spaces or control characters"
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError as exc:
-        return str(exc)
-    if parts.scheme not in ("http", "https"):
-        return "the scheme must be http or https"
-    if not parts.hostname:
-        return "it has no host"
-    if "@" in parts.netloc:
-        return "credentials in the URL are not allowed"
-    return None
-
-
-# --- basic record checks -------------------------------------------------------------------------
+from domain.entities import EntityDefinition, FieldSpec, ValueKind, ValueSpec
+from domain.errors import ApiError, ErrorCode
 
 
 def basic_record_errors(definition: EntityDefinition, record: object, index: int) -> list[ApiError]:
@@ -206,7 +31,9 @@ def basic_record_errors(definition: EntityDefinition, record: object, index: int
     if isinstance(record, dict):
         _check_record(definition.record, record, "", findings)
     else:
-        findings.add(ErrorCode.InvalidFieldType, "", f"must be an object, got {_json_type(record)}")
+        findings.add(
+            ErrorCode.InvalidFieldType, "", f"must be an object, got {json_type_of(record)}"
+        )
     return findings.errors
 
 
@@ -253,7 +80,7 @@ def _check_value(spec: ValueSpec, value: Any, path: str, findings: _Findings) ->
         _check_string(spec, value, path, findings)
     elif not _HAS_KIND[spec.kind](value):
         expected = _EXPECTED[spec.kind]
-        text = f"has the wrong type for {path}: expected {expected}, got {_json_type(value)}"
+        text = f"has the wrong type for {path}: expected {expected}, got {json_type_of(value)}"
         findings.add(ErrorCode.InvalidFieldType, path, text)
     elif spec.kind in (ValueKind.NUMBER, ValueKind.INTEGER):
         _check_number(spec, value, path, findings)
@@ -273,7 +100,7 @@ def _check_string(spec: ValueSpec, value: Any, path: str, findings: _Findings) -
     elif spec.max_length is not None and len(value) > spec.max_length:
         problem = f"at most {_characters(spec.max_length)} allowed, got {len(value)}"
     elif spec.format is not None and not spec.format.matches(value):
-        problem = f"{_shown(value)}, expected {spec.format.expected}"
+        problem = f"{shown_value(value)}, expected {spec.format.expected}"
     if problem is not None:
         findings.add(ErrorCode.InvalidFormat, path, f"has an invalid {path}: {problem}")
 
@@ -332,11 +159,7 @@ def _check_array(spec: ValueSpec, value: Any, path: str, findings: _Findings) ->
         _check_value(spec.items, item, f"{path}.{position}", findings)
 
 
-# --- the fast check: the same rules as above, as one yes/no closure per spec ----------------------
-
 Check = Callable[[Any], bool]
-
-
 _COMPILED: dict[int, tuple[ValueSpec, Check]] = {}
 
 
@@ -467,6 +290,7 @@ _HAS_KIND: Mapping[ValueKind, Callable[[object], bool]] = {
     ValueKind.RECORD: lambda value: isinstance(value, dict),
 }
 
+
 _EXPECTED: Mapping[ValueKind, str] = {
     ValueKind.STRING: "a string",
     ValueKind.NUMBER: "a number",
@@ -477,7 +301,7 @@ _EXPECTED: Mapping[ValueKind, str] = {
 }
 
 
-def _json_type(value: object) -> str:
+def json_type_of(value: object) -> str:
     """How a JSON user would name the type of ``value``."""
     if value is None:
         return "null"
@@ -494,110 +318,12 @@ def _json_type(value: object) -> str:
     return type(value).__name__
 
 
-def _shown(value: object, limit: int = 60) -> str:
+def shown_value(value: object, limit: int = 60) -> str:
     """``value`` quoted for a message, cut short when long."""
     text = value if isinstance(value, str) else repr(value)
     if len(text) > limit:
         text = text[: limit - 3] + "..."
     return repr(text) if isinstance(value, str) else text
-
-
-# --- semantic checks -----------------------------------------------------------------------------
-
-
-def semantic_error(
-    definition: EntityDefinition,
-    record: Mapping[str, Any],
-    reference_types: Mapping[str, frozenset[str]],
-) -> SemanticError | None:
-    """The first semantic failure of one record as (code, field path, message), or ``None``.
-
-    Values of the wrong type are skipped, not reported: they are basic errors.
-    """
-    if not isinstance(record, Mapping):
-        return None
-    context = _SemanticContext(definition.label, reference_types)
-    return _record_semantics(definition.record, record, "", definition.label, context)
-
-
-class _SemanticContext(NamedTuple):
-    entity_label: str
-    reference_types: Mapping[str, frozenset[str]]
-
-
-def _record_semantics(
-    spec: ValueSpec, record: Mapping[str, Any], prefix: str, owner: str, context: _SemanticContext
-) -> SemanticError | None:
-    """``owner`` names the record in messages: ``Customer``, ``Customer address``."""
-    for field in spec.fields:
-        value = record.get(field.name)
-        if value is None or not field.value.has_semantics:
-            continue
-        where = _Where(prefix + field.name, owner, field.name)
-        problem = _value_semantics(field.value, value, where, context)
-        if problem is not None:
-            return problem
-    return None
-
-
-class _Where(NamedTuple):
-    """Where a value sits: its field path, and the words that name it in messages."""
-
-    path: str
-    owner: str
-    name: str
-
-    def item(self, position: int) -> _Where:
-        return _Where(f"{self.path}.{position}", self.owner, self.name)
-
-
-def _value_semantics(
-    spec: ValueSpec, value: object, where: _Where, context: _SemanticContext
-) -> SemanticError | None:
-    if spec.kind is ValueKind.STRING and isinstance(value, str):
-        return _string_semantics(spec, value, where, context)
-    if spec.kind is ValueKind.RECORD and isinstance(value, Mapping):
-        owner = f"{context.entity_label} {spec.label}"
-        return _record_semantics(spec, value, f"{where.path}.", owner, context)
-    if spec.kind is ValueKind.ARRAY and isinstance(value, list) and spec.items is not None:
-        for position, item in enumerate(value):
-            problem = _value_semantics(spec.items, item, where.item(position), context)
-            if problem is not None:
-                return problem
-    return None
-
-
-def _string_semantics(
-    spec: ValueSpec, value: str, where: _Where, context: _SemanticContext
-) -> SemanticError | None:
-    if spec.reference is not None:
-        allowed = context.reference_types.get(spec.reference, frozenset())
-        if value not in allowed:
-            choices = ", ".join(sorted(allowed)) or f"(no {spec.reference} are defined)"
-            message = f"{where.owner} {where.name} {_shown(value)} is not one of {choices}"
-            return ErrorCode.InvalidReference, where.path, message
-    if spec.code_list is not None and value not in spec.code_list.codes:
-        return ErrorCode.InvalidValue, where.path, f"{value} is not {spec.code_list.description}"
-    if spec.calendar_date and not _is_calendar_date(value):
-        return ErrorCode.InvalidValue, where.path, f"{value} is not a real calendar date"
-    return None
-
-
-def _is_calendar_date(value: str) -> bool:
-    """True for ``YYYY-MM-DD`` naming a day that exists (2024-02-29 yes, 2023-02-30 no)."""
-    if len(value) != 10 or not value.isascii() or value[4] != "-" or value[7] != "-":
-        return False
-    year, month, day = value[:4], value[5:7], value[8:]
-    if not (year.isdigit() and month.isdigit() and day.isdigit()):
-        return False
-    try:
-        datetime.date(int(year), int(month), int(day))
-    except ValueError:
-        return False
-    return True
-
-
-# --- records as the pipeline carries them -------------------------------------------------------
 
 
 def to_avro_record(definition: EntityDefinition, record: Mapping[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ __all__ = [
     "StackConfig",
     "StackError",
     "StackStatus",
+    "kafka_died_unexpectedly",
     "kafka_pid",
     "restart_kafka",
     "restart_postgres",
@@ -98,6 +99,12 @@ def restart_postgres(config: StackConfig, *, mode: str = "fast", log: Log = _sil
     once it accepts logins again."""
     with _one_at_a_time(config):
         postgres.restart(config, log, mode=mode)
+
+
+def kafka_died_unexpectedly(config: StackConfig) -> str | None:
+    """How the broker this stack started died without being stopped (with its log tail), or
+    None while it runs or after a deliberate stop."""
+    return kafka.unexpected_death(config)
 
 
 def kafka_pid(config: StackConfig) -> int | None:

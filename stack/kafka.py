@@ -10,7 +10,9 @@ process whose command line carries our ``server.properties``.
 from __future__ import annotations
 
 import base64
+import os
 import shutil
+import signal
 import subprocess
 import time
 import uuid
@@ -98,6 +100,38 @@ def kafka_pid(config: StackConfig) -> int | None:
     if pid is None or not is_alive(pid) or not _is_our_broker(config, pid):
         return None
     return pid
+
+
+def unexpected_death(config: StackConfig) -> str | None:
+    """How the broker this stack started died, if it did without being stopped; else None.
+
+    ``stop`` removes the pid file, so a pid file naming a process that is gone means the broker
+    died on its own (a crash, the kernel's OOM killer). When the broker is our child its exit
+    status is read here, before anything else reaps it.
+    """
+    pid = read_pid_file(_pid_file(config))
+    if pid is None:
+        return None
+    how = _reaped_exit_status(pid)
+    if how is None and is_alive(pid):
+        return None
+    return (
+        f"kafka broker (pid {pid}) {how or 'exited'} without being stopped. "
+        f"Last lines of {_server_log(config)}:\n{tail_file(_server_log(config), 25)}\n"
+        f"Last lines of {_stdout_log(config)}:\n{tail_file(_stdout_log(config), 10)}"
+    )
+
+
+def _reaped_exit_status(pid: int) -> str | None:
+    try:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+    except (ChildProcessError, OSError):
+        return None
+    if reaped == 0:
+        return None
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
 
 
 def _is_our_broker(config: StackConfig, pid: int) -> bool:

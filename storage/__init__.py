@@ -1,1 +1,4 @@
-"""Storage adapter: SQLAlchemy tables, Alembic migrations and the queries the services share."""
+"""Storage adapter: PostgreSQL tables, Alembic migrations and the queries the services share.
+
+``storage/jobs.py`` alone reads and writes the ``jobs`` table; the other modules own their tables.
+"""

@@ -5,7 +5,7 @@ The chunk is then checked against the job row and against the chunks the job too
 (``job_chunks``; the rules are in :mod:`domain.chunks`) and recorded there, with the time it
 arrived (the incomplete-job sweeper reads it).
 
-Two statements, no lock on the job row: this is on the critical path of every job (one job's
+Two round trips, no lock on the job row: this is on the critical path of every job (one job's
 chunks are validated one after the other), and nothing needs one. Chunks of one job arrive on
 one partition, so one worker admits them in order; a job being ended concurrently makes a chunk
 it admitted harmless (the persist stage skips records of a terminal job); and two zombie
@@ -30,7 +30,8 @@ from domain.chunks import (
     job_mismatch,
 )
 from domain.jobs import JobStatus
-from storage.jobs import JobRow
+from storage import jobs as job_store
+from storage.jobs import JobRow, NewJob
 
 
 class Verdict(StrEnum):
@@ -78,50 +79,32 @@ async def admit_chunk(
     return Admission(Verdict.ADMITTED, "", job)
 
 
-_REGISTER_AND_READ = """
-WITH tenant AS (SELECT tenant_id FROM tenants WHERE tenant_id = %(tenant)s),
-registered AS (
-    INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, webhook_url)
-    SELECT %(job)s, tenant_id, %(entity)s, %(operation)s, 'kafka', 'READY', %(total)s,
-           %(webhook)s FROM tenant
-    ON CONFLICT (job_id) DO NOTHING
-    RETURNING job_id::text, tenant_id::text, entity, operation, source, status, total
-),
-job AS (
-    SELECT * FROM registered
-    UNION ALL
-    SELECT job_id::text, tenant_id::text, entity, operation, source, status, total
-    FROM jobs WHERE job_id = %(job)s AND NOT EXISTS (SELECT 1 FROM registered)
-)
-SELECT (SELECT count(*) FROM tenant) > 0, job.*,
-       (SELECT array_agg(ARRAY[chunk_index, chunk_count, first_index, record_count])
-        FROM job_chunks WHERE job_chunks.job_id = %(job)s)
-FROM (SELECT 1) AS one LEFT JOIN job ON true
-"""
-
-
 async def _register_and_read(
     conn: psycopg.AsyncConnection[Any], chunk: RequestChunk
 ) -> tuple[JobRow, list[ChunkRange]] | None:
-    """The job row (inserted if new) and its chunks; None when the tenant does not exist."""
-    cursor = await conn.execute(
-        _REGISTER_AND_READ,
-        {
-            "tenant": chunk.tenant_id,
-            "job": chunk.job_id,
-            "entity": chunk.entity,
-            "operation": chunk.operation.value,
-            "total": chunk.total,
-            "webhook": chunk.webhook_url,
-        },
+    """The job row (inserted if new) and its chunks, in one round trip; None when the tenant
+    does not exist."""
+    new = NewJob(
+        job_id=chunk.job_id,
+        tenant_id=chunk.tenant_id,
+        entity=chunk.entity,
+        operation=chunk.operation.value,
+        source="kafka",
+        total=chunk.total,
+        webhook_url=chunk.webhook_url,
+        status=JobStatus.READY,
     )
-    row = await cursor.fetchone()
-    assert row is not None
-    tenant_exists, job_id, tenant_id, entity, operation, source, status, total, chunks = row
-    if not tenant_exists or job_id is None:
+    async with conn.pipeline():
+        taken = await conn.execute(
+            "SELECT chunk_index, chunk_count, first_index, record_count FROM job_chunks "
+            "WHERE job_id = %s",
+            [chunk.job_id],
+        )
+        tenant_exists, job = await job_store.register_from_chunk(conn, new)
+        earlier = [ChunkRange(*(int(v) for v in row)) for row in await taken.fetchall()]
+    if not tenant_exists or job is None:
         return None
-    job = JobRow(job_id, tenant_id, entity, operation, source, JobStatus(status), int(total))
-    return job, [ChunkRange(*(int(v) for v in taken)) for taken in chunks or ()]
+    return job, earlier
 
 
 async def _record(conn: psycopg.AsyncConnection[Any], job_id: str, taken: ChunkRange) -> None:

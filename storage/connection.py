@@ -5,6 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+Connection = AsyncConnection | psycopg.AsyncConnection[Any]
+"""A workers' psycopg connection, or the gateway's SQLAlchemy one (see :func:`driver`)."""
+
+
+async def driver(conn: Connection) -> psycopg.AsyncConnection[Any]:
+    """The psycopg connection behind ``conn``, inside the caller's transaction: storage modules
+    written in plain SQL serve the gateway's SQLAlchemy connections through it."""
+    if isinstance(conn, psycopg.AsyncConnection):
+        return conn
+    raw = await conn.get_raw_connection()
+    pg = raw.driver_connection
+    assert isinstance(pg, psycopg.AsyncConnection)
+    return pg
 
 
 class StageConnection:

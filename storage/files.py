@@ -23,19 +23,16 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from sqlalchemy import exists, func, insert, select, text, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.jobs import TERMINAL_STATUSES, JobStatus
-from storage.jobs import NewJob, end_job, insert_job
-from storage.tables import files, imports, jobs
+from storage import jobs as job_store
+from storage.jobs import LiveImport, NewJob
+from storage.rows import Row, as_row, as_row_or_none
+from storage.tables import files, imports
 
 UPLOADS = ".uploads"
 STALE_UPLOAD_SECONDS = 24 * 3600.0
-_LIVE = [str(s) for s in (JobStatus.PENDING, JobStatus.READY, JobStatus.STARTED)]
-_TERMINAL = [str(s) for s in TERMINAL_STATUSES]
 
 
 class FileStore:
@@ -81,7 +78,7 @@ class FileStore:
         return removed
 
 
-# --- gateway side (SQLAlchemy) --------------------------------------------------------------------
+# --- rows (SQLAlchemy Core) ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -99,9 +96,9 @@ class NewFile:
     expires_at: datetime | None
 
 
-async def insert_file(conn: AsyncConnection, new: NewFile) -> RowMapping:
+async def insert_file(conn: AsyncConnection, new: NewFile) -> Row:
     result = await conn.execute(insert(files).values(**new.__dict__).returning(files))
-    return result.mappings().one()
+    return as_row(result.mappings().one())
 
 
 class FileState(StrEnum):
@@ -119,14 +116,14 @@ def file_state(row: Mapping[str, Any], now: datetime) -> FileState:
     return FileState.LIVE
 
 
-async def get_file(conn: AsyncConnection, tenant_id: str, file_id: str) -> RowMapping | None:
+async def get_file(conn: AsyncConnection, tenant_id: str, file_id: str) -> Row | None:
     result = await conn.execute(
         select(files).where(files.c.tenant_id == tenant_id, files.c.file_id == file_id)
     )
-    return result.mappings().one_or_none()
+    return as_row_or_none(result.mappings().one_or_none())
 
 
-async def file_by_sha256(conn: AsyncConnection, tenant_id: str, sha256: str) -> RowMapping | None:
+async def file_by_sha256(conn: AsyncConnection, tenant_id: str, sha256: str) -> Row | None:
     """The tenant's newest upload with these bytes, importable ones first."""
     gone = files.c.deleted_at.is_not(None) | files.c.purged_at.is_not(None)
     result = await conn.execute(
@@ -135,7 +132,7 @@ async def file_by_sha256(conn: AsyncConnection, tenant_id: str, sha256: str) -> 
         .order_by(gone, files.c.created_at.desc())
         .limit(1)
     )
-    return result.mappings().one_or_none()
+    return as_row_or_none(result.mappings().one_or_none())
 
 
 async def mark_deleted(conn: AsyncConnection, tenant_id: str, file_id: str) -> bool:
@@ -154,15 +151,6 @@ async def mark_deleted(conn: AsyncConnection, tenant_id: str, file_id: str) -> b
 
 
 @dataclass(frozen=True)
-class Blocked:
-    """A live import that keeps an exclusive one from starting (or is exclusive itself)."""
-
-    job_id: str
-    status: str
-    exclusive: bool
-
-
-@dataclass(frozen=True)
 class FileGone:
     state: FileState
 
@@ -174,7 +162,7 @@ async def create_import(
     file_id: str,
     exclusive: bool,
     options: Mapping[str, Any],
-) -> Blocked | FileGone | None:
+) -> LiveImport | FileGone | None:
     """Insert the job and its import row, unless blocked; run inside one transaction.
 
     A transaction-scoped advisory lock per (tenant, entity) makes check-and-create atomic: two
@@ -195,13 +183,15 @@ async def create_import(
         .one()
     )
     now = (await conn.execute(select(func.now()))).scalar_one()
-    state = file_state(file_row, now)
+    state = file_state(as_row(file_row), now)
     if state is not FileState.LIVE:
         return FileGone(state)
-    blocker = await _live_import(conn, job.tenant_id, job.entity, exclusive)
+    blocker = await job_store.live_import(
+        conn, job.tenant_id, job.entity, exclusive_only=not exclusive
+    )
     if blocker is not None:
         return blocker
-    await insert_job(conn, job)
+    await job_store.insert_job(conn, job)
     await conn.execute(
         insert(imports).values(
             job_id=job.job_id,
@@ -215,49 +205,30 @@ async def create_import(
     return None
 
 
-async def _live_import(
-    conn: AsyncConnection, tenant_id: str, entity: str, exclusive: bool
-) -> Blocked | None:
-    query = (
-        select(jobs.c.job_id, jobs.c.status, imports.c.exclusive)
-        .select_from(jobs.join(imports, imports.c.job_id == jobs.c.job_id))
-        .where(
-            jobs.c.tenant_id == tenant_id,
-            jobs.c.entity == entity,
-            jobs.c.source == "file",
-            jobs.c.status.in_(_LIVE),
-        )
-        .order_by(jobs.c.created_at)
-        .limit(1)
-    )
-    if not exclusive:
-        query = query.where(imports.c.exclusive.is_(True))
-    row = (await conn.execute(query)).mappings().one_or_none()
-    return Blocked(row["job_id"], row["status"], row["exclusive"]) if row else None
-
-
 async def purge_files(conn: AsyncConnection, store: FileStore, limit: int = 100) -> int:
     """Remove the bytes of expired and deleted files no live import reads; returns the count.
 
     Rows stay (marked ``purged_at``) so an import naming a purged file hears "expired", not
     "unknown". Bytes go before the row is marked: a crash in between only repeats the unlink.
     """
-    live_reader = exists().where(
-        imports.c.file_id == files.c.file_id,
-        imports.c.job_id == jobs.c.job_id,
-        jobs.c.status.in_(_LIVE),
-    )
+    read_now = await job_store.files_read_by_live_jobs(conn)
     due = (
         select(files.c.file_id, files.c.path)
         .where(
             files.c.purged_at.is_(None),
             files.c.deleted_at.is_not(None) | (files.c.expires_at < func.now()),
-            ~live_reader,
+            files.c.file_id.not_in(read_now),
         )
         .limit(limit)
-        .with_for_update(skip_locked=True, of=files)
+        .with_for_update(skip_locked=True)
     )
-    rows = (await conn.execute(due)).all()
+    candidates = (await conn.execute(due)).all()
+    # An import that committed between the two reads is seen now; one still committing holds
+    # its file row (FOR SHARE) and was skipped above.
+    still_read = await job_store.files_read_by_live_jobs(
+        conn, [str(file_id) for file_id, _ in candidates]
+    )
+    rows = [(file_id, path) for file_id, path in candidates if str(file_id) not in still_read]
     for _, relative in rows:
         store.remove(relative)
     if rows:
@@ -267,35 +238,3 @@ async def purge_files(conn: AsyncConnection, store: FileStore, limit: int = 100)
             .values(purged_at=func.now())
         )
     return len(rows)
-
-
-# --- worker side (psycopg) ------------------------------------------------------------------------
-
-
-async def job_status(conn: psycopg.AsyncConnection[Any], job_id: str) -> str | None:
-    cursor = await conn.execute("SELECT status FROM jobs WHERE job_id = %s", [job_id])
-    row = await cursor.fetchone()
-    return row[0] if row else None
-
-
-async def job_progress(conn: psycopg.AsyncConnection[Any], job_id: str) -> tuple[str, int]:
-    """(status, processed) of a job, for an import pacing itself."""
-    cursor = await conn.execute("SELECT status, processed FROM jobs WHERE job_id = %s", [job_id])
-    row = await cursor.fetchone()
-    return (row[0], int(row[1])) if row else (str(JobStatus.INTERNAL_FAILURE), 0)
-
-
-async def record_total(conn: psycopg.AsyncConnection[Any], job_id: str, total: int) -> None:
-    """The parsed file's row count becomes the job's total; an empty file finishes the job.
-
-    A total of 0 means "not known yet" to the aggregator, so a file without data rows is made
-    COMPLETED here (nothing to wait for); the aggregator then publishes its terminal event.
-    """
-    if total > 0:
-        await conn.execute(
-            "UPDATE jobs SET total = %s, updated_at = now() "
-            "WHERE job_id = %s AND status <> ALL(%s)",
-            [total, job_id, _TERMINAL],
-        )
-        return
-    await end_job(conn, job_id, JobStatus.COMPLETED, total=0)

@@ -1,30 +1,68 @@
-"""Job rows as the gateway and the workers read and write them.
+"""The job row: the one module that reads and writes the ``jobs`` table.
 
-Two driver styles meet here for now: the gateway's SQLAlchemy Core, the workers' psycopg.
-:func:`end_job` is the one way to make a job terminal outside the aggregator's progress, guarded
-by :func:`domain.jobs.allowed_transition`.
+Every function speaks plain SQL through psycopg. It takes either a psycopg connection (the
+workers') or a SQLAlchemy ``AsyncConnection`` (the gateway's and the consumers'): the latter is
+used through its driver connection, inside the caller's transaction. Every status written here
+is computed by :mod:`domain.jobs` and guarded by :func:`domain.jobs.allowed_transition`; a job
+becomes terminal either through the aggregator's progress (:func:`save_progress`) or through
+:func:`end_job`. :func:`notify` is the one place that sends notifications.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import psycopg
-from sqlalchemy import and_, func, insert, or_, select, update
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from psycopg.rows import dict_row
 
-from domain.jobs import JobStatus, allowed_transition, is_terminal
-from storage.db import hash_api_key
-from storage.tables import api_keys, jobs, record_outcomes, tenants
+from domain.jobs import TERMINAL_STATUSES, JobProgress, JobStatus, allowed_transition, is_terminal
+from storage.connection import Connection, driver
 
 JOB_TERMINAL_CHANNEL = "bulk_ingest_job_terminal"
-MAX_LISTED_ERRORS = 100
+LIVE = tuple(s.value for s in JobStatus if not is_terminal(s))
+TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
+
+Job = dict[str, Any]
+"""A job row, column by column (ids as text)."""
+
+_COLUMNS = (
+    "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, "
+    "total, processed, successful, failed, skipped, webhook_url, idempotency_key, request_hash, "
+    "failure_reason, report_path, results_path, started_at, completed_at, created_at, "
+    "updated_at, abandoned_at, accepted_seq"
+)
+
+
+async def _one(conn: Connection, query: str, params: Any) -> Job | None:
+    pg = await driver(conn)
+    async with pg.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchone()
+
+
+async def _all(conn: Connection, query: str, params: Any) -> list[Job]:
+    pg = await driver(conn)
+    async with pg.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchall()
+
+
+async def _run(conn: Connection, query: str, params: Any) -> int:
+    pg = await driver(conn)
+    cursor = await pg.execute(query, params)
+    return cursor.rowcount
+
+
+async def notify(conn: Connection, channel: str, payload: str) -> None:
+    """Tell listeners on ``channel`` (delivered when the transaction commits)."""
+    await _run(conn, "SELECT pg_notify(%s, %s)", [channel, payload])
+
+
+# --- accepting a job --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -41,103 +79,91 @@ class NewJob:
     status: str = JobStatus.PENDING
 
 
-async def tenant_for_api_key(engine: AsyncEngine, api_key: str) -> str | None:
-    async with engine.connect() as conn:
-        result = await conn.execute(
-            select(api_keys.c.tenant_id).where(
-                api_keys.c.key_hash == hash_api_key(api_key), api_keys.c.revoked_at.is_(None)
-            )
-        )
-        return result.scalar_one_or_none()
-
-
-async def webhook_secret(conn: AsyncConnection, tenant_id: str) -> str | None:
-    result = await conn.execute(
-        select(tenants.c.webhook_secret).where(tenants.c.tenant_id == tenant_id)
-    )
-    return result.scalar_one_or_none()
-
-
-async def insert_job(conn: AsyncConnection, job: NewJob) -> None:
-    await conn.execute(insert(jobs).values(**job.__dict__))
-
-
-async def job_by_idempotency_key(
-    conn: AsyncConnection, tenant_id: str, key: str
-) -> RowMapping | None:
-    result = await conn.execute(
-        select(jobs).where(jobs.c.tenant_id == tenant_id, jobs.c.idempotency_key == key)
-    )
-    return result.mappings().one_or_none()
-
-
-async def get_job(
-    conn: AsyncConnection, job_id: str, tenant_id: str | None = None
-) -> RowMapping | None:
-    query = select(jobs).where(jobs.c.job_id == job_id)
-    if tenant_id is not None:
-        query = query.where(jobs.c.tenant_id == tenant_id)
-    return (await conn.execute(query)).mappings().one_or_none()
-
-
-async def mark_ready(conn: AsyncConnection, job_id: str) -> None:
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.PENDING)
-        .values(status=JobStatus.READY, updated_at=func.now())
+async def insert_job(conn: Connection, job: NewJob) -> None:
+    """Register a job; it takes its acceptance number from ``job_acceptance_seq`` (default)."""
+    await _run(
+        conn,
+        "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
+        "webhook_url, idempotency_key, request_hash) VALUES (%(job_id)s, %(tenant_id)s, "
+        "%(entity)s, %(operation)s, %(source)s, %(status)s, %(total)s, %(webhook_url)s, "
+        "%(idempotency_key)s, %(request_hash)s)",
+        {**job.__dict__, "status": str(job.status)},
     )
 
 
-async def abandon_job(conn: AsyncConnection, job_id: str, reason: str) -> None:
+async def register_from_chunk(conn: Connection, job: NewJob) -> tuple[bool, JobRow | None]:
+    """A Kafka-produced job's row, inserted by its first chunk if the tenant exists.
+
+    (tenant exists, the job row — new or already there); one statement.
+    """
+    row = await _one(
+        conn,
+        "WITH tenant AS (SELECT tenant_id FROM tenants WHERE tenant_id = %(tenant_id)s), "
+        "registered AS (INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, "
+        "total, webhook_url) SELECT %(job_id)s, tenant_id, %(entity)s, %(operation)s, "
+        "%(source)s, %(status)s, %(total)s, %(webhook_url)s FROM tenant "
+        f"ON CONFLICT (job_id) DO NOTHING RETURNING {_ROW}), "
+        f"job AS (SELECT * FROM registered UNION ALL SELECT {_ROW} FROM jobs "
+        "WHERE job_id = %(job_id)s AND NOT EXISTS (SELECT 1 FROM registered)) "
+        "SELECT (SELECT count(*) FROM tenant) > 0 AS tenant_exists, job.* "
+        "FROM (SELECT 1) AS one LEFT JOIN job ON true",
+        {**job.__dict__, "status": str(job.status)},
+    )
+    assert row is not None
+    if not row["tenant_exists"] or row["job_id"] is None:
+        return bool(row["tenant_exists"]), None
+    return True, _job_row(row)
+
+
+async def job_by_idempotency_key(conn: Connection, tenant_id: str, key: str) -> Job | None:
+    return await _one(
+        conn,
+        f"SELECT {_COLUMNS} FROM jobs WHERE tenant_id = %s AND idempotency_key = %s",
+        [tenant_id, key],
+    )
+
+
+async def get_job(conn: Connection, job_id: str, tenant_id: str | None = None) -> Job | None:
+    """The job; with ``tenant_id``, only if it is that tenant's."""
+    if tenant_id is None:
+        return await _one(conn, f"SELECT {_COLUMNS} FROM jobs WHERE job_id = %s", [job_id])
+    return await _one(
+        conn,
+        f"SELECT {_COLUMNS} FROM jobs WHERE job_id = %s AND tenant_id = %s",
+        [job_id, tenant_id],
+    )
+
+
+async def mark_ready(conn: Connection, job_id: str) -> None:
+    """All its messages are published (a job that moved on already stays where it is)."""
+    await _run(
+        conn,
+        "UPDATE jobs SET status = %s, updated_at = now() WHERE job_id = %s AND status = %s",
+        [JobStatus.READY.value, job_id, JobStatus.PENDING.value],
+    )
+
+
+async def abandon_job(conn: Connection, job_id: str, reason: str) -> None:
     """The gateway could not publish the job: hand it to the incomplete-job sweeper.
 
     The job stays ``PENDING`` (its records may be half published) until a worker's sweeper fails
     the records that never arrived as ``RecordNotReceived`` and ends it ``INTERNAL_FAILURE``;
     its ``Idempotency-Key`` is released at once, so the client's retry creates a new job.
     """
-    await conn.execute(
-        update(jobs)
-        .where(jobs.c.job_id == job_id, jobs.c.status == JobStatus.PENDING)
-        .values(
-            abandoned_at=func.now(),
-            failure_reason=reason,
-            idempotency_key=None,
-            updated_at=func.now(),
-        )
+    await _run(
+        conn,
+        "UPDATE jobs SET abandoned_at = now(), failure_reason = %s, idempotency_key = NULL, "
+        "updated_at = now() WHERE job_id = %s AND status = %s",
+        [reason, job_id, JobStatus.PENDING.value],
     )
 
 
-async def first_failures(
-    conn: AsyncConnection, job_id: str, limit: int = MAX_LISTED_ERRORS
-) -> list[RowMapping]:
-    result = await conn.execute(
-        select(
-            record_outcomes.c.index,
-            record_outcomes.c.key,
-            record_outcomes.c.error_code,
-            record_outcomes.c.error_field,
-            record_outcomes.c.error_message,
-            record_outcomes.c.line,
-        )
-        .where(record_outcomes.c.job_id == job_id, record_outcomes.c.status == "FAILED")
-        .order_by(record_outcomes.c.index)
-        .limit(limit)
-    )
-    return list(result.mappings())
-
-
-async def all_outcomes(conn: AsyncConnection, job_id: str) -> list[RowMapping]:
-    result = await conn.execute(
-        select(record_outcomes)
-        .where(record_outcomes.c.job_id == job_id)
-        .order_by(record_outcomes.c.index)
-    )
-    return list(result.mappings())
+# --- listing ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class JobPage:
-    rows: Sequence[RowMapping]
+    rows: Sequence[Job]
     next_cursor: str | None
 
 
@@ -153,7 +179,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 async def list_jobs(
-    conn: AsyncConnection,
+    conn: Connection,
     tenant_id: str,
     *,
     status: str | None,
@@ -161,21 +187,24 @@ async def list_jobs(
     limit: int,
     cursor: tuple[datetime, str] | None,
 ) -> JobPage:
-    query = select(jobs).where(jobs.c.tenant_id == tenant_id)
+    """The tenant's jobs, newest first, ``limit`` at a time."""
+    conditions = ["tenant_id = %(tenant)s"]
+    params: dict[str, Any] = {"tenant": tenant_id, "limit": limit + 1}
     if status:
-        query = query.where(jobs.c.status == status)
+        conditions.append("status = %(status)s")
+        params["status"] = status
     if entity:
-        query = query.where(jobs.c.entity == entity)
+        conditions.append("entity = %(entity)s")
+        params["entity"] = entity
     if cursor:
-        created_at, job_id = cursor
-        query = query.where(
-            or_(
-                jobs.c.created_at < created_at,
-                and_(jobs.c.created_at == created_at, jobs.c.job_id < job_id),
-            )
-        )
-    query = query.order_by(jobs.c.created_at.desc(), jobs.c.job_id.desc()).limit(limit + 1)
-    rows = list((await conn.execute(query)).mappings())
+        conditions.append("(created_at, job_id) < (%(created)s, %(job)s::uuid)")
+        params["created"], params["job"] = cursor
+    rows = await _all(
+        conn,
+        f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(conditions)} "
+        "ORDER BY created_at DESC, job_id DESC LIMIT %(limit)s",
+        params,
+    )
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -183,7 +212,7 @@ async def list_jobs(
     return JobPage(rows, next_cursor)
 
 
-# --- worker side (psycopg) ------------------------------------------------------------------------
+# --- the workers' view ------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -203,26 +232,125 @@ class JobRow:
         return is_terminal(self.status)
 
 
-_JOB_ROW = "job_id::text, tenant_id::text, entity, operation, source, status, total"
+_ROW = (
+    "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, total"
+)
 
 
-async def lock_job(conn: psycopg.AsyncConnection[Any], job_id: str) -> JobRow | None:
+def _job_row(row: Job) -> JobRow:
+    return JobRow(
+        row["job_id"],
+        row["tenant_id"],
+        row["entity"],
+        row["operation"],
+        row["source"],
+        JobStatus(row["status"]),
+        int(row["total"]),
+    )
+
+
+async def lock_job(conn: Connection, job_id: str) -> JobRow | None:
     """The job row, locked ``FOR UPDATE`` until the caller's transaction ends: it also waits for
     the persist batches of the job (they hold ``FOR KEY SHARE``), for filling and ending it."""
-    cursor = await conn.execute(
-        f"SELECT {_JOB_ROW} FROM jobs WHERE job_id = %s FOR UPDATE", [job_id]
-    )
-    row = await cursor.fetchone()
+    row = await _one(conn, f"SELECT {_ROW} FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
     return _job_row(row) if row else None
 
 
-def _job_row(row: Sequence[Any]) -> JobRow:
-    job_id, tenant_id, entity, operation, source, status, total = row
-    return JobRow(job_id, tenant_id, entity, operation, source, JobStatus(status), int(total))
+async def job_row(conn: Connection, job_id: str) -> JobRow | None:
+    """The job row, unlocked."""
+    row = await _one(conn, f"SELECT {_ROW} FROM jobs WHERE job_id = %s", [job_id])
+    return _job_row(row) if row else None
+
+
+async def lock_for_batch(
+    conn: Connection, job_ids: Iterable[str]
+) -> dict[str, tuple[JobStatus, int]]:
+    """The jobs' statuses and acceptance sequences, locked ``FOR KEY SHARE`` until the
+    transaction ends (the persist stage).
+
+    The weakest row lock: it conflicts only with ``FOR UPDATE``, which filling and ending a job
+    take (:func:`lock_job`), and not with the aggregator's ``FOR NO KEY UPDATE``, so batches of
+    one job on several workers never wait for each other or for the job's progress updates.
+    """
+    rows = await _all(
+        conn,
+        "SELECT job_id::text AS job_id, status, accepted_seq FROM jobs "
+        "WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id FOR KEY SHARE",
+        [sorted(set(job_ids))],
+    )
+    return {r["job_id"]: (JobStatus(r["status"]), int(r["accepted_seq"])) for r in rows}
+
+
+async def status_and_processed(conn: Connection, job_id: str) -> tuple[JobStatus, int]:
+    """(status, processed) of a job, for an import pacing itself (gone: INTERNAL_FAILURE)."""
+    row = await _one(conn, "SELECT status, processed FROM jobs WHERE job_id = %s", [job_id])
+    if row is None:
+        return JobStatus.INTERNAL_FAILURE, 0
+    return JobStatus(row["status"]), int(row["processed"])
+
+
+async def set_total(conn: Connection, job_id: str, total: int) -> None:
+    """A file import's row count, once the whole file is read."""
+    await _run(
+        conn,
+        "UPDATE jobs SET total = %s, updated_at = now() WHERE job_id = %s AND status <> ALL(%s)",
+        [total, job_id, list(TERMINAL)],
+    )
+
+
+async def lock_for_progress(conn: Connection, job_id: str) -> Job | None:
+    """The whole job row, locked ``FOR NO KEY UPDATE`` (the aggregator)."""
+    return await _one(
+        conn, f"SELECT {_COLUMNS} FROM jobs WHERE job_id = %s FOR NO KEY UPDATE", [job_id]
+    )
+
+
+async def counted(conn: Connection, job_id: str) -> tuple[int, int, int]:
+    """(successful, failed, skipped) summed over the job's parts: its stored outcomes."""
+    row = await _one(
+        conn,
+        "SELECT coalesce(sum(successful), 0) AS s, coalesce(sum(failed), 0) AS f, "
+        "coalesce(sum(skipped), 0) AS k FROM job_parts WHERE job_id = %s",
+        [job_id],
+    )
+    assert row is not None
+    return int(row["s"]), int(row["f"]), int(row["k"])
+
+
+async def save_progress(conn: Connection, job: Job, after: JobProgress) -> Job:
+    """Write what :meth:`domain.jobs.JobProgress.advance` made of the job; the row as saved.
+
+    A status change must be an allowed transition; a terminal job wakes waiting gateways.
+    """
+    before = JobStatus(job["status"])
+    if after.status is not before and not allowed_transition(before, after.status):
+        raise ValueError(f"job {job['job_id']}: {before} → {after.status} is not allowed")
+    saved = await _one(
+        conn,
+        "UPDATE jobs SET status = %(status)s, processed = %(processed)s, "
+        "successful = %(successful)s, failed = %(failed)s, skipped = %(skipped)s, "
+        "started_at = CASE WHEN %(processed)s > 0 THEN coalesce(started_at, now()) "
+        "ELSE started_at END, completed_at = CASE WHEN %(terminal)s THEN now() "
+        "ELSE completed_at END, updated_at = now() "
+        f"WHERE job_id = %(job_id)s RETURNING {_COLUMNS}",
+        {
+            "status": after.status.value,
+            "processed": after.processed,
+            "successful": after.successful,
+            "failed": after.failed,
+            "skipped": after.skipped,
+            "terminal": is_terminal(after.status),
+            "job_id": job["job_id"],
+        },
+    )
+    assert saved is not None
+    if is_terminal(after.status):
+        await notify(conn, JOB_TERMINAL_CHANNEL, job["job_id"])
+    return saved
 
 
 async def end_job(
-    conn: psycopg.AsyncConnection[Any],
+    conn: Connection,
     job_id: str,
     status: JobStatus,
     *,
@@ -236,11 +364,11 @@ async def end_job(
     still being read). Gateways waiting on the job are woken when the transaction commits.
     True when the job changed.
     """
-    cursor = await conn.execute("SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
-    row = await cursor.fetchone()
-    if row is None or not allowed_transition(JobStatus(row[0]), status):
+    row = await _one(conn, "SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
+    if row is None or not allowed_transition(JobStatus(row["status"]), status):
         return False
-    await conn.execute(
+    await _run(
+        conn,
         "UPDATE jobs SET status = %(status)s, failure_reason = coalesce(%(reason)s, "
         "failure_reason), total = coalesce(%(total)s, total), processed = c.successful + "
         "c.failed + c.skipped, successful = c.successful, failed = c.failed, skipped = c.skipped, "
@@ -250,5 +378,110 @@ async def end_job(
         "WHERE jobs.job_id = %(job_id)s",
         {"status": status.value, "reason": reason, "total": total, "job_id": job_id},
     )
-    await conn.execute("SELECT pg_notify(%s, %s)", [JOB_TERMINAL_CHANNEL, job_id])
+    await notify(conn, JOB_TERMINAL_CHANNEL, job_id)
     return True
+
+
+# --- what the sweepers look for ---------------------------------------------------------------
+
+
+async def abandoned_jobs(conn: Connection, limit: int) -> list[tuple[str, str | None]]:
+    """(job id, reason) of live jobs the gateway gave up publishing."""
+    rows = await _all(
+        conn,
+        "SELECT job_id::text AS job_id, failure_reason FROM jobs WHERE status = ANY(%s) "
+        "AND abandoned_at IS NOT NULL ORDER BY abandoned_at LIMIT %s",
+        [list(LIVE), limit],
+    )
+    return [(r["job_id"], r["failure_reason"]) for r in rows]
+
+
+async def idle_jobs(conn: Connection, idle_seconds: float, limit: int) -> list[str]:
+    """Live jobs with no progress, no chunk taken and no creation for ``idle_seconds``."""
+    rows = await _all(
+        conn,
+        "SELECT job_id::text AS job_id FROM jobs j WHERE status = ANY(%(live)s) "
+        "AND updated_at < now() - %(idle)s * interval '1 second' "
+        "AND created_at < now() - %(idle)s * interval '1 second' "
+        "AND NOT EXISTS (SELECT 1 FROM job_chunks c WHERE c.job_id = j.job_id "
+        "AND c.received_at > now() - %(idle)s * interval '1 second') "
+        "ORDER BY updated_at LIMIT %(limit)s",
+        {"live": list(LIVE), "idle": idle_seconds, "limit": limit},
+    )
+    return [r["job_id"] for r in rows]
+
+
+async def jobs_missing_delivery(
+    conn: Connection, *, completed_after: datetime, completed_before: datetime, limit: int
+) -> list[Job]:
+    """Terminal jobs with a webhook_url and no delivery: what the webhook sweep hands on."""
+    return await _all(
+        conn,
+        f"SELECT {', '.join('j.' + c.strip() for c in _COLUMNS.split(','))} FROM jobs j "
+        "LEFT JOIN webhook_deliveries d ON d.job_id = j.job_id WHERE j.webhook_url IS NOT NULL "
+        "AND j.completed_at > %(after)s AND j.completed_at <= %(before)s "
+        "AND j.status = ANY(%(terminal)s) AND d.webhook_id IS NULL "
+        "ORDER BY j.completed_at LIMIT %(limit)s",
+        {
+            "after": completed_after,
+            "before": completed_before,
+            "terminal": list(TERMINAL),
+            "limit": limit,
+        },
+    )
+
+
+async def record_report_paths(conn: Connection, job_id: str, report: str, results: str) -> None:
+    """Where a terminal job's files are; ``updated_at`` stays: the job did not change."""
+    await _run(
+        conn,
+        "UPDATE jobs SET report_path = %s, results_path = %s "
+        "WHERE job_id = %s AND report_path IS NULL",
+        [report, results, job_id],
+    )
+
+
+# --- file imports -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LiveImport:
+    """A live import that keeps an exclusive one from starting (or is exclusive itself)."""
+
+    job_id: str
+    status: str
+    exclusive: bool
+
+
+async def live_import(
+    conn: Connection, tenant_id: str, entity: str, *, exclusive_only: bool
+) -> LiveImport | None:
+    """The oldest live import of the tenant and entity (only exclusive ones if asked)."""
+    row = await _one(
+        conn,
+        "SELECT j.job_id::text AS job_id, j.status, i.exclusive FROM jobs j "
+        "JOIN imports i ON i.job_id = j.job_id WHERE j.tenant_id = %(tenant)s "
+        "AND j.entity = %(entity)s AND j.source = 'file' AND j.status = ANY(%(live)s) "
+        "AND (i.exclusive OR NOT %(exclusive_only)s) ORDER BY j.created_at LIMIT 1",
+        {
+            "tenant": tenant_id,
+            "entity": entity,
+            "live": list(LIVE),
+            "exclusive_only": exclusive_only,
+        },
+    )
+    return LiveImport(row["job_id"], row["status"], row["exclusive"]) if row else None
+
+
+async def files_read_by_live_jobs(
+    conn: Connection, file_ids: Sequence[str] | None = None
+) -> set[str]:
+    """Which files (of these, or of all) a live import still reads: their bytes must stay."""
+    rows = await _all(
+        conn,
+        "SELECT DISTINCT i.file_id::text AS file_id FROM imports i JOIN jobs j "
+        "ON j.job_id = i.job_id WHERE j.status = ANY(%(live)s) "
+        "AND (%(ids)s::uuid[] IS NULL OR i.file_id = ANY(%(ids)s::uuid[]))",
+        {"live": list(LIVE), "ids": None if file_ids is None else list(file_ids)},
+    )
+    return {r["file_id"] for r in rows}

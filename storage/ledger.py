@@ -20,9 +20,11 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from domain.jobs import RecordStatus
 from domain.outcomes import Outcome, PendingRecord
+from storage.connection import Connection, driver
 
 FILL_PREFIX = "!"
 LEDGER_COLUMNS = (
@@ -256,3 +258,35 @@ async def mark_announced(conn: psycopg.AsyncConnection[Any], job_id: str, part_i
         "UPDATE job_parts SET pending_events = false WHERE job_id = %s AND part_id = %s",
         [job_id, part_id],
     )
+
+
+# --- what the API shows of the ledger ---------------------------------------------------------
+
+MAX_LISTED_ERRORS = 100
+
+
+async def first_failures(
+    conn: Connection, job_id: str, limit: int = MAX_LISTED_ERRORS
+) -> list[dict[str, Any]]:
+    """The job's first failed records, in index order (the job object's ``errors``)."""
+    pg = await driver(conn)
+    async with pg.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            "SELECT index, key, error_code, error_field, error_message, line "
+            "FROM record_outcomes WHERE job_id = %s AND status = 'FAILED' "
+            "ORDER BY index LIMIT %s",
+            [job_id, limit],
+        )
+        return await cursor.fetchall()
+
+
+async def all_outcomes(conn: Connection, job_id: str) -> list[dict[str, Any]]:
+    """Every outcome of the job, in index order (the sync endpoint's ``results``)."""
+    pg = await driver(conn)
+    async with pg.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            "SELECT index, key, status, record_id::text AS record_id, error_code, error_field, "
+            "error_message, line FROM record_outcomes WHERE job_id = %s ORDER BY index",
+            [job_id],
+        )
+        return await cursor.fetchall()

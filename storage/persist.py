@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from psycopg import sql
 
 from domain.errors import ErrorCode
 from domain.isolation import failing_items
-from domain.jobs import JobStatus, is_terminal
+from domain.jobs import is_terminal
 from domain.outcomes import (
     Outcome,
     PendingRecord,
@@ -45,6 +45,7 @@ from domain.outcomes import (
     part_counts,
 )
 from domain.text import storable, unstorable_character
+from storage import jobs as job_store
 from storage.connection import StageConnection
 from storage.entity_rows import EntityTableMap
 from storage.errors import VALUE_REFUSED
@@ -167,7 +168,7 @@ class BatchPersister:
         refused: Mapping[tuple[str, int], RecordFailure],
         reconcile: bool,
     ) -> _Decided:
-        jobs = await _lock_jobs(conn, {part.job_id for part in parts})
+        jobs = await job_store.lock_for_batch(conn, {part.job_id for part in parts})
         live = [p for p in parts if p.job_id in jobs and not is_terminal(jobs[p.job_id][0])]
         sequences = {job_id: sequence for job_id, (_, sequence) in jobs.items()}
         looked_up = live if reconcile else await _parts_needing_lookup(conn, live)
@@ -412,26 +413,6 @@ def _column_named_by(error: Exception) -> str | None:
     if marker not in context:
         return None
     return context.split(marker, 1)[1].split(":", 1)[0].strip()
-
-
-async def _lock_jobs(
-    conn: psycopg.AsyncConnection[Any], job_ids: Iterable[str]
-) -> dict[str, tuple[JobStatus, int]]:
-    """The jobs' statuses and acceptance sequences, their rows locked ``FOR KEY SHARE`` until
-    the transaction ends.
-
-    The weakest row lock: it conflicts only with ``FOR UPDATE``, which filling and ending a job
-    take (:func:`storage.jobs.lock_job`), and not with the aggregator's and the validate stage's
-    ``FOR NO KEY UPDATE``, so batches of one job on several workers never wait for each other
-    or for the job's progress updates.
-    """
-    cursor = await conn.execute(
-        "SELECT job_id::text, status, accepted_seq FROM jobs WHERE job_id = ANY(%s::uuid[]) "
-        "ORDER BY job_id FOR KEY SHARE",
-        [sorted(set(job_ids))],
-    )
-    rows = await cursor.fetchall()
-    return {job_id: (JobStatus(status), int(sequence)) for job_id, status, sequence in rows}
 
 
 async def _parts_needing_lookup(

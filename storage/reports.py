@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domain.report_rows import (
@@ -34,7 +34,9 @@ from domain.report_rows import (
     results_row,
     source_column_names,
 )
-from storage.tables import jobs, record_outcomes
+from storage import jobs as job_store
+from storage.rows import as_rows
+from storage.tables import record_outcomes
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +124,8 @@ class ReportStore:
                 report.writerow(REPORT_COLUMNS)
                 results.writerow(RESULTS_COLUMNS + source_names)
                 stream = await conn.stream(query)
-                async for batch in stream.mappings().partitions(self._batch_rows):
+                async for mappings in stream.mappings().partitions(self._batch_rows):
+                    batch = as_rows(mappings)
                     failed = [report_row(o) for o in batch if is_failure(o)]
                     every = [results_row(o, source_names) for o in batch]
                     await asyncio.to_thread(_write_batch, report, failed, results, every)
@@ -131,13 +134,11 @@ class ReportStore:
     async def _record_paths(self, job_id: str, files: ReportFiles) -> None:
         """Note on the job where its files are; ``updated_at`` stays: the job did not change."""
         async with self._engine.begin() as conn:
-            await conn.execute(
-                update(jobs)
-                .where(jobs.c.job_id == job_id, jobs.c.report_path.is_(None))
-                .values(
-                    report_path=str(files.report.relative_to(self._root)),
-                    results_path=str(files.results_zip.relative_to(self._root)),
-                )
+            await job_store.record_report_paths(
+                conn,
+                job_id,
+                report=str(files.report.relative_to(self._root)),
+                results=str(files.results_zip.relative_to(self._root)),
             )
 
 

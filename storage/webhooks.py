@@ -15,21 +15,23 @@ next claim marks the attempt abandoned and makes a new one.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import and_, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domain.jobs import TERMINAL_STATUSES
-from storage.tables import jobs, tenants, webhook_attempts, webhook_deliveries
+from domain.job_view import EVENT_TYPES, iso, job_object, webhook_body
+from domain.jobs import JobStatus
+from storage.ledger import first_failures
+from storage.rows import Row, as_row, as_row_or_none, as_rows
+from storage.tables import tenants, webhook_attempts, webhook_deliveries
 
 ABANDONED = "abandoned: the dispatcher stopped before recording a result; retried"
-_TERMINAL = [str(s) for s in TERMINAL_STATUSES]
 
 
 class DeliveryState(StrEnum):
@@ -94,11 +96,11 @@ async def create_delivery(
     return bool(result.rowcount)
 
 
-async def delivery_for_job(conn: AsyncConnection, job_id: str) -> RowMapping | None:
+async def delivery_for_job(conn: AsyncConnection, job_id: str) -> Row | None:
     result = await conn.execute(
         select(webhook_deliveries).where(webhook_deliveries.c.job_id == job_id)
     )
-    return result.mappings().one_or_none()
+    return as_row_or_none(result.mappings().one_or_none())
 
 
 async def claim_due(
@@ -114,12 +116,12 @@ async def claim_due(
         .limit(limit)
         .with_for_update(skip_locked=True, of=d)
     )
-    rows = list((await conn.execute(due)).mappings())
+    rows = as_rows((await conn.execute(due)).mappings())
     return [await _claim(conn, row, now, lease_seconds) for row in rows]
 
 
 async def _claim(
-    conn: AsyncConnection, row: RowMapping, now: datetime, lease_seconds: float
+    conn: AsyncConnection, row: Row, now: datetime, lease_seconds: float
 ) -> ClaimedAttempt:
     if row["claim_token"] is not None:
         await _mark_abandoned(conn, row["webhook_id"], row["attempts"])
@@ -224,7 +226,7 @@ def _new_cycle(now: datetime) -> dict[str, object]:
     }
 
 
-async def request_redelivery(conn: AsyncConnection, webhook_id: str, now: datetime) -> RowMapping:
+async def request_redelivery(conn: AsyncConnection, webhook_id: str, now: datetime) -> Row:
     """Send again now with the same ``webhook-id``, starting a fresh retry cycle.
 
     If an attempt is in flight, the new cycle starts as soon as its result is recorded, so the
@@ -241,11 +243,10 @@ async def request_redelivery(conn: AsyncConnection, webhook_id: str, now: dateti
     result = await conn.execute(
         update(d).where(d.c.webhook_id == webhook_id).values(**values, updated_at=now).returning(d)
     )
-    updated: RowMapping = result.mappings().one()
-    return updated
+    return as_row(result.mappings().one())
 
 
-async def attempts_for_job(conn: AsyncConnection, job_id: str) -> Sequence[RowMapping]:
+async def attempts_for_job(conn: AsyncConnection, job_id: str) -> Sequence[Row]:
     a, d = webhook_attempts, webhook_deliveries
     result = await conn.execute(
         select(a)
@@ -253,27 +254,25 @@ async def attempts_for_job(conn: AsyncConnection, job_id: str) -> Sequence[RowMa
         .where(d.c.job_id == job_id)
         .order_by(a.c.attempt)
     )
-    return list(result.mappings())
+    return as_rows(result.mappings())
 
 
-async def jobs_missing_delivery(
-    conn: AsyncConnection, *, completed_after: datetime, completed_before: datetime, limit: int
-) -> Sequence[RowMapping]:
-    """Terminal jobs with a webhook_url and no delivery: what the sweep hands to the creator."""
-    d = webhook_deliveries
-    result = await conn.execute(
-        select(jobs)
-        .outerjoin(d, d.c.job_id == jobs.c.job_id)
-        .where(
-            jobs.c.webhook_url.is_not(None),
-            and_(
-                jobs.c.completed_at > completed_after,
-                jobs.c.completed_at <= completed_before,
-            ),
-            jobs.c.status.in_(_TERMINAL),
-            d.c.webhook_id.is_(None),
-        )
-        .order_by(jobs.c.completed_at)
-        .limit(limit)
+async def schedule_webhook(conn: AsyncConnection, job: Mapping[str, Any], now: datetime) -> bool:
+    """Create the terminal job's delivery unless it exists; True when created.
+
+    ``data`` is the job object exactly as ``GET /jobs/{id}`` returns it; the event's timestamp
+    is when the job finished, so a re-created body is byte-for-byte the same.
+    """
+    failures = await first_failures(conn, job["job_id"]) if job["failed"] else []
+    event_type = EVENT_TYPES[JobStatus(job["status"])]
+    timestamp = iso(job["completed_at"] or job["updated_at"])
+    assert timestamp is not None
+    return await create_delivery(
+        conn,
+        job_id=job["job_id"],
+        tenant_id=job["tenant_id"],
+        url=job["webhook_url"],
+        event_type=event_type,
+        payload=webhook_body(event_type, timestamp, job_object(job, failures)),
+        now=now,
     )
-    return list(result.mappings())

@@ -1,0 +1,1 @@
+"""The stream worker (Faust): one stage class per source topic, wired to agents by ``app.py``."""

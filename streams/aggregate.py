@@ -8,10 +8,8 @@ between the database commit and the publish, the database's terminal row is re-p
 
 from __future__ import annotations
 
-import dataclasses
 import uuid
 from collections.abc import MutableMapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -20,13 +18,9 @@ from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
 from domain.codec import AvroCodec
 from domain.jobs import JobProgress, JobStatus, is_terminal
+from storage import jobs as job_store
 from storage.connection import StageConnection
-from storage.jobs import JOB_TERMINAL_CHANNEL
-
-_JOB_COLUMNS = (
-    "job_id::text, tenant_id::text, entity, operation, source, status, total, processed, "
-    "successful, failed, skipped, webhook_url, created_at, started_at, completed_at, updated_at"
-)
+from storage.jobs import Job
 
 
 class JobAggregator:
@@ -54,7 +48,7 @@ class JobAggregator:
             return
         conn = await self._connection.get()
         async with conn.transaction():
-            job = await _locked_job(conn, job_id)
+            job = await job_store.lock_for_progress(conn, job_id)
             if job is None:
                 return
             if is_terminal(JobStatus(job["status"])):
@@ -66,7 +60,7 @@ class JobAggregator:
             await self._publish(saved)
         table[job_id] = {"status": saved["status"], "processed": saved["processed"]}
 
-    async def _publish(self, job: dict[str, Any]) -> None:
+    async def _publish(self, job: Job) -> None:
         await self._producer.send_all(
             [OutgoingMessage(self._topic, self._codec.encode(job), job["job_id"].encode())]
         )
@@ -87,7 +81,7 @@ class AggregateStage:
         self._table = table
         self._dead_letters = dead_letters
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             job_id = _job_id(delivery.key)
             if job_id is None:
@@ -108,24 +102,8 @@ def _job_id(key: bytes | None) -> str | None:
         return None
 
 
-async def _locked_job(conn: psycopg.AsyncConnection[Any], job_id: str) -> dict[str, Any] | None:
-    cursor = await conn.execute(
-        f"SELECT {_JOB_COLUMNS} FROM jobs WHERE job_id = %s FOR NO KEY UPDATE", [job_id]
-    )
-    row = await cursor.fetchone()
-    if row is None:
-        return None
-    names = [d.name for d in cursor.description or ()]
-    return dict(zip(names, row, strict=True))
-
-
-async def _advance(conn: psycopg.AsyncConnection[Any], job: dict[str, Any]) -> dict[str, Any]:
-    cursor = await conn.execute(
-        "SELECT coalesce(sum(successful), 0), coalesce(sum(failed), 0), "
-        "coalesce(sum(skipped), 0) FROM job_parts WHERE job_id = %s",
-        [job["job_id"]],
-    )
-    successful, failed, skipped = await cursor.fetchone() or (0, 0, 0)
+async def _advance(conn: psycopg.AsyncConnection[Any], job: Job) -> Job:
+    """The job as its stored outcomes make it (saved only when that changes anything)."""
     before = JobProgress(
         JobStatus(job["status"]),
         job["total"],
@@ -134,24 +112,7 @@ async def _advance(conn: psycopg.AsyncConnection[Any], job: dict[str, Any]) -> d
         job["failed"],
         job["skipped"],
     )
-    after = before.advance(int(successful), int(failed), int(skipped))
+    after = before.advance(*await job_store.counted(conn, job["job_id"]))
     if after == before:
         return job
-    now = datetime.now(UTC)
-    changes: dict[str, Any] = {
-        **{f.name: getattr(after, f.name) for f in dataclasses.fields(after)},
-        "status": after.status.value,
-        "updated_at": now,
-    }
-    if job["started_at"] is None and after.processed > 0:
-        changes["started_at"] = now
-    if is_terminal(after.status):
-        changes["completed_at"] = now
-    assignments = ", ".join(f"{column} = %({column})s" for column in changes)
-    await conn.execute(
-        f"UPDATE jobs SET {assignments} WHERE job_id = %(job_id)s",
-        {**changes, "job_id": job["job_id"]},
-    )
-    if is_terminal(after.status):
-        await conn.execute("SELECT pg_notify(%s, %s)", [JOB_TERMINAL_CHANNEL, job["job_id"]])
-    return {**job, **changes}
+    return await job_store.save_progress(conn, job, after)

@@ -19,11 +19,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
-from faust.types import TP
+from faust.types import TP, AgentT, StreamT
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import MAX_MESSAGE_BYTES, AsyncProducer
@@ -189,55 +190,69 @@ def faust_app(settings: Settings) -> faust.App:
 
 
 def create_app(settings: Settings) -> faust.App:
+    """Wiring only: each source topic → its stage → an agent that hands it batches."""
     app = faust_app(settings)
     services = build_services(settings)
     topics = settings.topics
-    raw = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
     job_table = app.Table(
         "job-progress", default=None, partitions=settings.partitions, key_type=str
     )
     aggregator = JobAggregator(
         settings.libpq_url, services.producer, services.codecs.jobs, topics.jobs
     )
-    validate = services.runner(validate_stage(settings, services))
-    persist = services.runner(persist_stage(settings, services))
-    aggregate = services.runner(AggregateStage(aggregator, job_table, services.dead_letters))
-    imports = services.runner(import_stage(app, settings, services))
-
-    async def each_event(runner: StageRunner, stream: Any) -> None:
-        async for event in stream.events():
-            await runner.run([delivery_of(event)])
-
-    @app.agent(app.topic(topics.requests, **raw))
-    async def validate_requests(stream: Any) -> None:
+    agents = (
         # A few chunks at a time: their produce acknowledgements overlap (VALIDATE_BATCH).
-        async for events in stream.take_events(VALIDATE_BATCH, within=VALIDATE_WAIT_SECONDS):
-            await validate.run([delivery_of(event) for event in events])
-
-    @app.agent(app.topic(topics.records, **raw))
-    async def persist_records(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.persist_batch_records, within=settings.persist_batch_seconds
-        ):
-            await persist.run([delivery_of(event) for event in events])
-
-    @app.agent(app.topic(topics.progress, **raw))
-    async def aggregate_jobs(stream: Any) -> None:
-        await each_event(aggregate, stream)
-
-    @app.agent(app.topic(topics.imports, **raw))
-    async def import_files(stream: Any) -> None:
-        await each_event(imports, stream)
-
+        _agent(
+            app,
+            topics.requests,
+            services.runner(validate_stage(settings, services)),
+            batch=VALIDATE_BATCH,
+            within=VALIDATE_WAIT_SECONDS,
+        ),
+        _agent(
+            app,
+            topics.records,
+            services.runner(persist_stage(settings, services)),
+            batch=settings.persist_batch_records,
+            within=settings.persist_batch_seconds,
+        ),
+        _agent(
+            app,
+            topics.progress,
+            services.runner(AggregateStage(aggregator, job_table, services.dead_letters)),
+        ),
+        _agent(app, topics.imports, services.runner(import_stage(app, settings, services))),
+    )
     _watch_for_stalls(app, settings, services.in_flight)
     _sweep_incomplete_jobs(app, settings, services)
-    app.bulk_ingest_agents = (validate_requests, persist_records, aggregate_jobs, import_files)  # type: ignore[attr-defined]
+    log.debug("agents: %s", ", ".join(agent.name for agent in agents))
     return app
+
+
+def _agent(
+    app: faust.App, topic: str, runner: StageRunner, *, batch: int = 1, within: float = 0.0
+) -> AgentT[Any]:
+    """An agent reading ``topic`` raw and handing ``runner`` up to ``batch`` events at a time
+    (waiting at most ``within`` seconds for more), one event at a time when ``batch`` is 1."""
+    source = app.topic(
+        topic, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+    async def hand_to_stage(stream: StreamT[Any]) -> None:
+        if batch == 1:
+            async for event in stream.events():
+                await runner.run([delivery_of(event)])
+            return
+        buffered = cast("faust.Stream[Any]", stream)  # what Faust hands an agent; has take_events
+        async for events in buffered.take_events(batch, within=within):
+            await runner.run([delivery_of(event) for event in events])
+
+    return app.agent(source, name=f"{runner.stage.name}-agent")(hand_to_stage)
+
+
+def _every(app: faust.App, seconds: float, task: Callable[[], Awaitable[None]]) -> None:
+    """Run ``task`` every ``seconds`` (Faust's timer, whose decorator is untyped)."""
+    app.timer(interval=seconds)(task)
 
 
 def _watch_for_stalls(app: faust.App, settings: Settings, in_flight: InFlight) -> None:
@@ -246,7 +261,6 @@ def _watch_for_stalls(app: faust.App, settings: Settings, in_flight: InFlight) -
     watch = StallWatch(settings.kafka_bootstrap, settings.app_id, settings.stall_seconds)
     reseeked: set[tuple[str, int]] = set()
 
-    @app.timer(interval=settings.stall_check_seconds)
     async def watch_for_stalled_partitions() -> None:
         owned = [
             (tp.topic, tp.partition)
@@ -268,6 +282,8 @@ def _watch_for_stalls(app: faust.App, settings: Settings, in_flight: InFlight) -
             reseeked.add((stall.topic, stall.partition))
             await app.consumer.seek(TP(stall.topic, stall.partition), stall.committed)
 
+    _every(app, settings.stall_check_seconds, watch_for_stalled_partitions)
+
 
 def _sweep_incomplete_jobs(app: faust.App, settings: Settings, services: Services) -> None:
     topics = settings.topics
@@ -280,12 +296,13 @@ def _sweep_incomplete_jobs(app: faust.App, settings: Settings, services: Service
         settings.incomplete_job_seconds,
     )
 
-    @app.timer(interval=settings.incomplete_job_check_seconds)
     async def sweep_incomplete_jobs() -> None:
         try:
             await sweeper.sweep()
         except Exception:  # the next pass tries again; the sweep must not stop the timer
             log.exception("the incomplete-job sweep failed")
+
+    _every(app, settings.incomplete_job_check_seconds, sweep_incomplete_jobs)
 
 
 def run_worker(settings: Settings) -> None:

@@ -45,19 +45,13 @@ from bulk_ingest.settings import Settings
 from domain.codec import AvroCodec, UndecodableMessage
 from domain.entities import EntityDefinition, EntityRegistry
 from domain.errors import BulkIngestError, ErrorCode, InvalidInput
-from domain.file_formats import (
-    FileFormat,
-    ReadOptions,
-    RowTable,
-    SourceRow,
-    UnreadableFile,
-    ZipCaps,
-    open_rows,
-)
-from domain.imports import RowRouter, plan_columns, plan_keys
+from domain.file_formats import open_rows
+from domain.file_types import FileFormat, ReadOptions, RowTable, SourceRow, UnreadableFile, ZipCaps
+from domain.import_mapping import plan_import
+from domain.import_rows import RowRouter
 from domain.jobs import JobStatus, is_terminal
 from domain.routing import encode_parts, partition_for, routing_key
-from storage import files as file_rows
+from storage import jobs as job_store
 from streams.unprocessed import UnprocessedRecords
 
 log = logging.getLogger("bulk_ingest.imports")
@@ -205,11 +199,8 @@ def router_for(
     reference_types: Mapping[str, frozenset[str]],
 ) -> RowRouter:
     """The same mapping the gateway checked, derived again from the header (pure, so equal)."""
-    if options.content is FileFormat.NDJSON:
-        mapping: Any = plan_keys(definition, table.header, field_mappings)
-    else:
-        mapping = plan_columns(definition, table.header, field_mappings)
-    return RowRouter(definition, mapping, reference_types)
+    plan = plan_import(definition, options.content, table.header, field_mappings)
+    return RowRouter(definition, plan, reference_types)
 
 
 class JobEnded(BulkIngestError):
@@ -242,14 +233,26 @@ class Backpressure:
             if sent - self._processed > self._max_ahead:
                 await asyncio.sleep(self.POLL_SECONDS)  # a pacing interval, not a synchronisation
 
-    async def _progress(self) -> tuple[str, int]:
+    async def _progress(self) -> tuple[JobStatus, int]:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        return await file_rows.job_progress(self._conn, self._job_id)
+        return await job_store.status_and_processed(self._conn, self._job_id)
 
     async def close(self) -> None:
         if self._conn is not None:
             await self._conn.close()
+
+
+async def _record_total(conn: psycopg.AsyncConnection[Any], job_id: str, total: int) -> None:
+    """The file's row count becomes the job's total; a file without data rows ends the job.
+
+    A total of 0 means "not known yet" to the aggregator, so an empty file is made COMPLETED
+    here (nothing to wait for); the aggregator then publishes its terminal event.
+    """
+    if total > 0:
+        await job_store.set_total(conn, job_id, total)
+    else:
+        await job_store.end_job(conn, job_id, JobStatus.COMPLETED, total=0)
 
 
 class ImportFailed(BulkIngestError):
@@ -284,7 +287,7 @@ class ImportRunner:
     async def run(self, request: dict[str, Any]) -> None:
         job_id = request["job_id"]
         status = await self._job_status(job_id)
-        if status is None or is_terminal(JobStatus(status)):
+        if status is None or is_terminal(status):
             log.info("import %s is %s; nothing to do", job_id, status or "unknown")
             return
         started = time.monotonic()
@@ -299,7 +302,7 @@ class ImportRunner:
             return
         if outcome is None:
             return  # handed over
-        await self._finish(request, lambda conn: file_rows.record_total(conn, job_id, outcome))
+        await self._finish(request, lambda conn: _record_total(conn, job_id, outcome))
         log.info("import %s: %s rows read in %.1f s", job_id, outcome, time.monotonic() - started)
 
     async def fail(self, job_id: str, reason: str) -> None:
@@ -393,9 +396,10 @@ class ImportRunner:
             ]
         )
 
-    async def _job_status(self, job_id: str) -> str | None:
+    async def _job_status(self, job_id: str) -> JobStatus | None:
         async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:
-            return await file_rows.job_status(conn, job_id)
+            job = await job_store.job_row(conn, job_id)
+        return job.status if job else None
 
     async def _finish(self, request: Mapping[str, Any], change: Callable[[Any], Any]) -> None:
         """Change the job row, then nudge the aggregator to re-evaluate (and publish) it."""
@@ -465,7 +469,7 @@ class ImportStage:
         self._runner = runner
         self._dead_letters = dead_letters
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             request = await self._decoded(delivery)
             if request is not None:

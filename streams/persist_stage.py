@@ -93,7 +93,7 @@ class PersistStage:
         self._unprocessed = unprocessed
         self._fault_key = fault_injection_key
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
         started = time.perf_counter()
         parts: dict[tuple[str, str], BatchPart] = {}
         for delivery in deliveries:

@@ -23,15 +23,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from domain.errors import ErrorCode
+from storage import jobs as job_store
 from storage.connection import StageConnection
 from streams.unprocessed import UnprocessedRecords
 
 log = logging.getLogger("bulk_ingest.sweeper")
 BATCH = 50
-_LIVE = "status IN ('PENDING', 'READY', 'STARTED')"
 
 
 class IncompleteJobSweeper:
@@ -82,25 +81,7 @@ class IncompleteJobSweeper:
         return int(done)
 
     async def _abandoned(self) -> list[tuple[str, str | None]]:
-        rows = await self._rows(
-            f"SELECT job_id::text, failure_reason FROM jobs WHERE {_LIVE} "
-            "AND abandoned_at IS NOT NULL ORDER BY abandoned_at LIMIT %s",
-            [BATCH],
-        )
-        return [(job_id, reason) for job_id, reason in rows]
+        return await job_store.abandoned_jobs(await self._connection.get(), BATCH)
 
     async def _idle(self) -> list[str]:
-        rows = await self._rows(
-            f"SELECT job_id::text FROM jobs j WHERE {_LIVE} AND updated_at < now() - %(idle)s * "
-            "interval '1 second' AND created_at < now() - %(idle)s * interval '1 second' "
-            "AND NOT EXISTS (SELECT 1 FROM job_chunks c WHERE c.job_id = j.job_id "
-            "AND c.received_at > now() - %(idle)s * interval '1 second') "
-            "ORDER BY updated_at LIMIT %(batch)s",
-            {"idle": self._idle_seconds, "batch": BATCH},
-        )
-        return [job_id for (job_id,) in rows]
-
-    async def _rows(self, query: str, params: Any) -> list[tuple[Any, ...]]:
-        conn = await self._connection.get()
-        cursor = await conn.execute(query, params)
-        return list(await cursor.fetchall())
+        return await job_store.idle_jobs(await self._connection.get(), self._idle_seconds, BATCH)

@@ -25,9 +25,10 @@ from typing import Any
 from bulk_ingest.kafka import AsyncProducer
 from domain.errors import ErrorCode
 from domain.jobs import JobStatus
+from storage import jobs as job_store
 from storage import ledger
 from storage.connection import StageConnection
-from storage.jobs import JobRow, end_job, lock_job
+from storage.jobs import JobRow
 from storage.ledger import FillMessage, UnprocessedRecord
 from streams.events import Announcer
 
@@ -71,7 +72,7 @@ class UnprocessedRecords:
         part_id = ledger.fill_part_id(code, where)
         conn = await self._connection.get()
         async with conn.transaction():
-            job = await lock_job(conn, job_id)
+            job = await job_store.lock_job(conn, job_id)
             if job is None or job.terminal or not accepts(job):
                 return 0
             wanted = [
@@ -106,7 +107,7 @@ class UnprocessedRecords:
         part_id = ledger.fill_part_id(code.value)
         conn = await self._connection.get()
         async with conn.transaction():
-            job = await lock_job(conn, job_id)
+            job = await job_store.lock_job(conn, job_id)
             if job is None or job.terminal:
                 return False
             known = job.total if job.total > 0 else total
@@ -116,7 +117,7 @@ class UnprocessedRecords:
             filled = await ledger.fill_all_missing(conn, job_id, known, code.value, message)
             complete = filled == 0 and job.total > 0
             if not (complete and only_if_missing):
-                await end_job(
+                await job_store.end_job(
                     conn,
                     job_id,
                     JobStatus.INTERNAL_FAILURE,
@@ -137,13 +138,10 @@ class UnprocessedRecords:
         """Produce the fill part's outcome events, nudge the aggregator, mark it announced."""
         conn = await self._connection.get()
         async with conn.transaction():
-            cursor = await conn.execute(
-                "SELECT tenant_id::text, entity FROM jobs WHERE job_id = %s", [job_id]
-            )
-            row = await cursor.fetchone()
-            if row is None:
+            job = await job_store.job_row(conn, job_id)
+            if job is None:
                 return
-            tenant_id, entity = row
+            tenant_id, entity = job.tenant_id, job.entity
             code = ledger.code_of_fill_part(part_id)
             async for page in ledger.filled_outcomes(conn, job_id, tenant_id, entity, code):
                 await self._producer.send_all(self._announcer.outcome_messages(page))

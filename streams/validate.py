@@ -22,8 +22,9 @@ from fastavro.validation import validate as avro_valid
 from domain.chunks import RequestChunk
 from domain.entities import EntityDefinition, EntityRegistry
 from domain.routing import encode_parts, partition_for, routing_key
+from domain.semantics import semantic_error
 from domain.text import storable
-from domain.validation import record_basic_failure, semantic_error, to_avro_record
+from domain.validation import record_basic_failure, to_avro_record
 
 MAX_KEPT_RECORD_CHARS = 65_536
 """A failed record larger than this (as JSON) is reported without its values."""

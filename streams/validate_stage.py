@@ -87,7 +87,7 @@ class ValidateStage:
         self._references = references
         self._unprocessed = unprocessed
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
         """Validate the chunks in order, then produce all their batches and await the broker
         once: the acknowledgements of several chunks overlap instead of queueing."""
         started = time.perf_counter()

@@ -22,7 +22,7 @@ from bulk_ingest.cli import prepare_backends
 from bulk_ingest.processes import RESTART_EXIT_CODES, ServiceProcess, spawn, stack_config
 from bulk_ingest.settings import REPO_ROOT, Settings, load_settings
 from domain.entities import DEFAULT_REFERENCE_TYPES
-from stack import stack_down, stack_up
+from stack import StackConfig, kafka_died_unexpectedly, stack_down, stack_up, start_kafka
 from storage.db import create_tenant, sync_engine
 from tests.support.http import Api, poll
 
@@ -88,20 +88,63 @@ def _recreate_database(settings: Settings) -> None:
     database = settings.libpq_url.rsplit("/", 1)[1]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", [database]
+            # Client sessions only: an autovacuum worker (which we may not terminate) is
+            # stopped by DROP DATABASE itself.
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            [database],
         )
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
 
 
+@dataclass
+class BrokerWatch:
+    """Notices a broker that died on its own between tests and brings it back, so one death
+    costs the test it happened in, not every later one; the deaths are reported at the end."""
+
+    config: StackConfig
+
+    def heal(self, when: str) -> None:
+        death = kafka_died_unexpectedly(self.config)
+        if death is None:
+            return
+        _broker_deaths.append(f"{when}: {death}")
+        print(f"[stack] {when}: the broker died; starting it again\n{death}")
+        start_kafka(self.config)
+
+
+_broker_watch: BrokerWatch | None = None
+_broker_deaths: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _broker_stays_up(request: pytest.FixtureRequest) -> Iterator[None]:
+    if _broker_watch is not None:
+        _broker_watch.heal(f"before {request.node.nodeid}")
+    yield
+    if _broker_watch is not None:
+        _broker_watch.heal(f"after {request.node.nodeid}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _broker_deaths:
+        terminalreporter.section("the broker died on its own (and was started again)")
+        for death in _broker_deaths:
+            terminalreporter.write_line(death)
+
+
 @pytest.fixture(scope="session")
 def stack_settings() -> Iterator[Settings]:
     """The real broker and database, up; a fresh empty test database (not yet migrated)."""
+    global _broker_watch
     settings = _test_settings()
     config = stack_config(settings)
     stack_up(config, log=lambda line: print(f"[stack] {line}"))
     _recreate_database(settings)
+    _broker_watch = BrokerWatch(config)
     yield settings
+    _broker_watch = None
     # The suite stops what it started (a PostgreSQL it did not start stays); keep the broker
     # for quick reruns with BULK_INGEST_TEST_KEEP_STACK=1.
     if not os.environ.get("BULK_INGEST_TEST_KEEP_STACK"):

@@ -7,6 +7,7 @@ import time
 import psycopg
 from confluent_kafka.admin import AdminClient
 
+from bulk_ingest.processes import spawn
 from domain.codec import load_codec
 from domain.entities import default_schemas_dir
 from examples.outcome_tally import OutcomeTally, read_topic
@@ -53,8 +54,34 @@ def _assert_exact(settings, tenant, job_id: str, total: int) -> None:
     assert all_dead_letters(settings, job_id.encode()) == []
 
 
+def _records_owners(settings) -> int:
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(30)
+    return sum(
+        any(tp.topic == settings.topics.records for tp in member.assignment.topic_partitions)
+        for member in group.members
+    )
+
+
+def _a_victim_that_never_commits(settings, service) -> None:
+    """worker-1 again, committing offsets only every minute: whatever it writes during the job
+    is still uncommitted when it is killed, so the kill is sure to cause a redelivery."""
+    [worker] = [w for w in service.workers if w.role == "worker-1"]
+    worker.stop()  # graceful: it commits and leaves the group
+    poll(lambda: _records_owners(settings) == 1, 60, "worker-1 to leave the group")
+    victim = spawn(
+        "worker",
+        settings.with_overrides(commit_interval_seconds=60.0),
+        service.log_dir,
+        name="worker-1",
+    )
+    service.workers = [w for w in service.workers if w.role != "worker-1"] + [victim]
+    poll(lambda: _records_owners(settings) == 2, 90, "the victim to own records partitions")
+
+
 def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings, service):
     total = 20_000
+    _a_victim_that_never_commits(settings, service)
     job = tenant.api.post(
         "/api/v1/customers/bulk/async", {"records": customers(unique_prefix(), total)}
     ).json()
@@ -64,9 +91,9 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
         return _ledger(settings, job["job_id"])[0] >= total // 5  # both workers persisting
 
     poll(in_full_flow, 60, "a fifth of the outcomes", interval=0.01)
-    # Not synchronisation: where the kill lands. Right after a database commit the victim has
-    # not yet announced that batch; a moment later it has announced batches whose offsets wait
-    # for the next offset commit (every 2 s in the tests), so they are redelivered.
+    # Not synchronisation: where the kill lands. The victim commits no offset while this job
+    # runs (see _a_victim_that_never_commits), so every batch it wrote and announced is
+    # redelivered to the survivor.
     time.sleep(0.5)
     victim.kill()
     at_kill = _ledger(settings, job["job_id"])[0]

@@ -18,12 +18,8 @@ from domain.entities import (
 )
 from domain.errors import ErrorCode, InvalidInput
 from domain.reference_data import ISO_3166_1_ALPHA_2, ISO_4217_CURRENCIES
-from domain.validation import (
-    basic_record_errors,
-    record_key,
-    semantic_error,
-    to_avro_record,
-)
+from domain.semantics import semantic_error
+from domain.validation import basic_record_errors, record_key, to_avro_record
 
 REGISTRY = EntityRegistry.load(default_schemas_dir())
 

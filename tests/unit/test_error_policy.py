@@ -108,7 +108,7 @@ class RecordingStage:
         self.done: list[int] = []
         self.told: list[int] = []
 
-    async def process(self, deliveries: Sequence[Delivery]) -> None:
+    async def handle(self, deliveries: Sequence[Delivery]) -> None:
         offsets = [d.offset for d in deliveries]
         for offset in offsets:
             if offset in self.poisoned:
@@ -172,7 +172,7 @@ def test_transient_failures_are_retried_and_never_counted() -> None:
             raise outages.pop(0)
         stage.done.extend(d.offset for d in deliveries)
 
-    stage.process = flaky  # type: ignore[method-assign]
+    stage.handle = flaky  # type: ignore[method-assign]
     failures, letters = run(stage, 4)
     assert failures.attempts == {} and letters.sent == []
     assert stage.done == [0, 1, 2, 3]
@@ -181,7 +181,7 @@ def test_transient_failures_are_retried_and_never_counted() -> None:
 def test_a_message_that_recovers_before_n_failures_is_not_dead_lettered() -> None:
     stage = RecordingStage({1: RuntimeError("not yet")})
     calls = {"n": 0}
-    original = stage.process
+    original = stage.handle
 
     async def heals(deliveries: Sequence[Delivery]) -> None:
         if [d.offset for d in deliveries] == [1]:
@@ -190,7 +190,7 @@ def test_a_message_that_recovers_before_n_failures_is_not_dead_lettered() -> Non
                 stage.poisoned.clear()
         await original(deliveries)
 
-    stage.process = heals  # type: ignore[method-assign]
+    stage.handle = heals  # type: ignore[method-assign]
     failures, letters = run(stage, 3, attempts=3)
     assert failures.attempts == {1: 2} and letters.sent == []
     assert sorted(stage.done) == [0, 1, 2]

@@ -9,31 +9,28 @@ from pathlib import Path
 import openpyxl
 import pytest
 
+from domain.bulk_requests import Operation
 from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
 from domain.errors import InvalidInput
 from domain.file_formats import (
-    FileFormat,
-    FileProfile,
-    FileRejected,
-    SourceRow,
-    UnreadableFile,
-    ZipCaps,
-    check_zip_caps,
     detect_encoding,
     open_rows,
     profile_file,
     read_options,
     sniff_delimiter,
 )
-from domain.imports import (
-    RowRouter,
-    convert_cell,
-    parse_import_request,
-    plan_columns,
-    plan_keys,
-    resolve_target,
+from domain.file_types import (
+    FileFormat,
+    FileProfile,
+    FileRejected,
+    SourceRow,
+    UnreadableFile,
+    ZipCaps,
 )
-from domain.validation import Operation
+from domain.import_mapping import plan_columns, plan_keys, resolve_target
+from domain.import_request import parse_import_request
+from domain.import_rows import RowRouter, convert_cell
+from domain.zip_archives import check_zip_caps
 
 REGISTRY = EntityRegistry.load(default_schemas_dir())
 CUSTOMERS = REGISTRY.get("customers")

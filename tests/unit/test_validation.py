@@ -7,17 +7,11 @@ from typing import Any
 
 import pytest
 
+from domain.bulk_requests import BulkRequest, Operation, invalid_json_error, validate_bulk_request
 from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
 from domain.errors import ApiError, ErrorCode, InvalidInput
-from domain.validation import (
-    BulkRequest,
-    Operation,
-    basic_record_errors,
-    invalid_json_error,
-    record_basic_failure,
-    semantic_error,
-    validate_bulk_request,
-)
+from domain.semantics import semantic_error
+from domain.validation import basic_record_errors, record_basic_failure
 
 REGISTRY = EntityRegistry.load(default_schemas_dir())
 CUSTOMERS = REGISTRY.get("customers")

@@ -4,6 +4,8 @@ Revision ID: 0001
 Revises:
 """
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -14,12 +16,12 @@ branch_labels = None
 depends_on = None
 
 
-def _ts(name: str, nullable: bool = False) -> sa.Column:
+def _ts(name: str, nullable: bool = False) -> sa.Column[Any]:
     default = None if nullable else sa.func.now()
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable, server_default=default)
 
 
-def _entity_table(name: str, key_column: str, *columns: sa.Column) -> None:
+def _entity_table(name: str, key_column: str, *columns: sa.Column[Any]) -> None:
     op.create_table(
         name,
         sa.Column("id", UUID(as_uuid=False), primary_key=True),

@@ -1,12 +1,16 @@
-"""The job object and per-record results exactly as the HTTP contract spells them."""
+"""The job as the outside world sees it (pure): the job object, per-record results, the webhook
+body — exactly as the HTTP contract spells them. The gateway answers with them, the consumers
+sign and send them; both take them from here.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from domain.jobs import is_terminal
+from domain.jobs import JobStatus, is_terminal
 
 API_PREFIX = "/api/v1"
 
@@ -75,3 +79,22 @@ def record_results(outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]
         }
         for o in outcomes
     ]
+
+
+EVENT_TYPES: Mapping[JobStatus, str] = {
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.COMPLETED_WITH_ERRORS: "job.completed",
+    JobStatus.FAILED: "job.failed",
+    JobStatus.INTERNAL_FAILURE: "job.failed",
+    JobStatus.CANCELLED: "job.cancelled",
+}
+"""The webhook ``type`` of each terminal status."""
+
+
+def webhook_body(event_type: str, timestamp: str, data: Mapping[str, Any]) -> str:
+    """The exact JSON text sent (and signed) on every attempt of a delivery."""
+    return json.dumps(
+        {"type": event_type, "timestamp": timestamp, "data": data},
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )

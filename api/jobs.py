@@ -1,0 +1,246 @@
+"""Handlers of JSON jobs under ``/api/v1``: bulk submission (async and sync) and job queries.
+
+A submission is validated (basic rules, webhook URL), its records encoded as
+``BulkRequestChunk`` messages of at most ``BULK_INGEST_PUBLISH_CHUNK_RECORDS`` records and
+:data:`MAX_CHUNK_BYTES` bytes, and then accepted through :mod:`api.intake`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from api.auth import authenticate, owned_job, read_json
+from api.errors import problem
+from api.intake import Accepted, accept_job, accepted_response, job_body, request_fingerprint
+from api.services import SERVICES, Services
+from bulk_ingest.kafka import MAX_MESSAGE_BYTES, OutgoingMessage
+from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
+from domain.bulk_requests import BulkRequest, Operation, validate_bulk_request
+from domain.codec import AvroCodec
+from domain.entities import EntityDefinition
+from domain.errors import ApiError, ErrorCode, InvalidInput
+from domain.job_view import API_PREFIX, job_object, record_results
+from domain.jobs import JobStatus, is_terminal
+from domain.validation import to_avro_record
+from storage import jobs as job_store
+from storage import ledger
+
+MAX_PAGE = 200
+MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES // 2
+
+
+# --- submission -----------------------------------------------------------------------------------
+
+
+async def submit_async(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    accepted = await _submit(request, services.settings.max_async_records, hint="")
+    async with services.engine.connect() as conn:
+        body = await job_body(conn, accepted.job)
+    return accepted_response(body, accepted.replayed)
+
+
+async def submit_sync(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    settings = services.settings
+    hint = f"send larger batches to {API_PREFIX}/{request.match_info['entity']}/bulk/async"
+    accepted = await _submit(request, settings.max_sync_records, hint=hint)
+    job_id = accepted.job["job_id"]
+
+    async def terminal() -> bool:
+        async with services.engine.connect() as conn:
+            job = await job_store.get_job(conn, job_id)
+        return job is not None and is_terminal(job["status"])
+
+    finished = await services.waiter.wait_terminal(job_id, settings.sync_timeout_seconds, terminal)
+    async with services.engine.connect() as conn:
+        job = await job_store.get_job(conn, job_id)
+        assert job is not None
+        body = await job_body(conn, job)
+        if not finished:
+            return accepted_response(body, accepted.replayed)
+        body["results"] = record_results(await ledger.all_outcomes(conn, job_id))
+    headers = {"Idempotent-Replayed": "true"} if accepted.replayed else {}
+    return web.json_response(body, status=200, headers=headers)
+
+
+async def _submit(request: web.Request, max_records: int, *, hint: str) -> Accepted:
+    services = request.app[SERVICES]
+    tenant_id = await authenticate(request)
+    raw, bulk = await _validated(request, services, max_records=max_records, hint=hint)
+    job = job_store.NewJob(
+        job_id=str(uuid.uuid4()),
+        tenant_id=tenant_id,
+        entity=bulk.entity,
+        operation=bulk.operation.value,
+        source="api",
+        total=len(bulk.records),
+        webhook_url=bulk.webhook_url,
+        idempotency_key=request.headers.get("Idempotency-Key") or None,
+        request_hash=request_fingerprint(request.method, bulk.entity, raw),
+    )
+    definition = services.registry.get(bulk.entity)
+    messages = chunk_messages(services, job, bulk, definition)  # before anything is kept
+    return await accept_job(services.engine, services.producer, job, messages, "records")
+
+
+async def _validated(
+    request: web.Request, services: Services, *, max_records: int, hint: str
+) -> tuple[bytes, BulkRequest]:
+    entity = request.match_info["entity"]
+    default = Operation.UPDATE if request.method == "PUT" else Operation.INSERT
+    raw, body = await read_json(request, services)
+    bulk = validate_bulk_request(
+        services.registry,
+        entity,
+        body,
+        max_records=max_records,
+        default_operation=default,
+        too_many_hint=hint,
+    )
+    if bulk.webhook_url:
+        try:
+            await check_webhook_url(bulk.webhook_url, services.webhook_policy)
+        except WebhookUrlRefused as exc:
+            raise InvalidInput(
+                (ApiError(ErrorCode.InvalidWebhookUrl, str(exc), field="webhook_url"),)
+            ) from exc
+    return raw, bulk
+
+
+# --- chunks ---------------------------------------------------------------------------------------
+
+
+def chunk_messages(
+    services: Services, job: job_store.NewJob, bulk: BulkRequest, definition: EntityDefinition
+) -> list[OutgoingMessage]:
+    payloads = encoded_chunks(
+        services.request_codec,
+        bulk,
+        definition,
+        job_id=job.job_id,
+        tenant_id=job.tenant_id,
+        source=job.source,
+        chunk_records=services.settings.publish_chunk_records,
+    )
+    topic = services.settings.topics.requests
+    return [OutgoingMessage(topic, payload, job.job_id.encode()) for payload in payloads]
+
+
+def avro_chunks(
+    request: BulkRequest,
+    definition: EntityDefinition,
+    *,
+    job_id: str,
+    tenant_id: str,
+    source: str,
+    chunk_records: int,
+) -> Iterator[dict[str, Any]]:
+    """The job's records as ``BulkRequestChunk`` payloads of at most ``chunk_records``."""
+    records = request.records
+    total = len(records)
+    chunk_count = max(1, -(-total // chunk_records))
+    submitted_at = datetime.now(UTC)
+    branch = definition.avro_schema["name"]
+    for chunk_index in range(chunk_count):
+        first = chunk_index * chunk_records
+        yield {
+            "job_id": job_id,
+            "tenant_id": tenant_id,
+            "entity": request.entity,
+            "operation": request.operation.value,
+            "source": source,
+            "webhook_url": request.webhook_url,
+            "chunk_index": chunk_index,
+            "chunk_count": chunk_count,
+            "total": total,
+            "first_index": first,
+            "records": [
+                (branch, to_avro_record(definition, record))
+                for record in records[first : first + chunk_records]
+            ],
+            "submitted_at": submitted_at,
+        }
+
+
+def encoded_chunks(
+    codec: AvroCodec,
+    request: BulkRequest,
+    definition: EntityDefinition,
+    *,
+    job_id: str,
+    tenant_id: str,
+    source: str,
+    chunk_records: int,
+    max_bytes: int = MAX_CHUNK_BYTES,
+) -> list[bytes]:
+    """The job's chunks, encoded; chunks of fewer records when some would be too large."""
+    while True:
+        encoded = [
+            codec.encode(chunk)
+            for chunk in avro_chunks(
+                request,
+                definition,
+                job_id=job_id,
+                tenant_id=tenant_id,
+                source=source,
+                chunk_records=chunk_records,
+            )
+        ]
+        if chunk_records == 1 or all(len(payload) <= max_bytes for payload in encoded):
+            return encoded
+        chunk_records = max(1, chunk_records // 2)
+
+
+# --- queries --------------------------------------------------------------------------------------
+
+
+async def get_job(request: web.Request) -> web.Response:
+    services, job = await owned_job(request)
+    async with services.engine.connect() as conn:
+        return web.json_response(await job_body(conn, job))
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    services = request.app[SERVICES]
+    tenant_id = await authenticate(request)
+    query = request.query
+    status = query.get("status") or None
+    if status and status not in JobStatus.__members__:
+        raise problem(
+            422,
+            ErrorCode.InvalidParameter,
+            f"status must be one of {', '.join(JobStatus.__members__)}",
+        )
+    try:
+        limit = int(query.get("limit", "50"))
+        cursor = job_store.decode_cursor(query["cursor"]) if query.get("cursor") else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise problem(422, ErrorCode.InvalidParameter, "limit or cursor is malformed") from exc
+    if not 1 <= limit <= MAX_PAGE:
+        raise problem(422, ErrorCode.InvalidParameter, f"limit must be 1..{MAX_PAGE}")
+    async with services.engine.connect() as conn:
+        page = await job_store.list_jobs(
+            conn,
+            tenant_id,
+            status=status,
+            entity=query.get("entity") or None,
+            limit=limit,
+            cursor=cursor,
+        )
+        bodies = [job_object(job, []) for job in page.rows]
+    return web.json_response({"jobs": bodies, "next_cursor": page.next_cursor})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post(API_PREFIX + "/{entity}/bulk/async", submit_async)
+    app.router.add_put(API_PREFIX + "/{entity}/bulk/async", submit_async)
+    app.router.add_post(API_PREFIX + "/{entity}/bulk", submit_sync)
+    app.router.add_put(API_PREFIX + "/{entity}/bulk", submit_sync)
+    app.router.add_get(API_PREFIX + "/jobs", list_jobs)
+    app.router.add_get(API_PREFIX + "/jobs/{job_id}", get_job)
