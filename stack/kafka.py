@@ -42,6 +42,7 @@ from stack.process import (
 
 READY_TIMEOUT_SECONDS = 60.0
 STOP_GRACE_SECONDS = 30.0
+PORTS_CLOSE_SECONDS = 15.0
 DOWNLOAD_TIMEOUT_SECONDS = 900.0
 _MAIN_CLASS = "kafka.Kafka"
 _PACKAGE_DIR = Path(__file__).resolve().parent
@@ -447,8 +448,15 @@ def stop(config: StackConfig, log: Log, *, hard: bool = False) -> bool:
     started = time.monotonic()
     terminate(pid, 0.0 if hard else STOP_GRACE_SECONDS)
     _pid_file(config).unlink(missing_ok=True)
+    # Gone means its ports are free too: the next start must not mistake them for a stranger's.
+    poll_until(lambda: not _any_port_open(config), PORTS_CLOSE_SECONDS)
     log(f"kafka stopped (pid {pid}, {time.monotonic() - started:.1f} s)")
     return True
+
+
+def _any_port_open(config: StackConfig) -> bool:
+    ports = (config.kafka_port, config.kafka_controller_port)
+    return any(port_is_open(config.kafka_host, port) for port in ports)
 
 
 def restart(config: StackConfig, log: Log, *, hard: bool = False) -> ServiceStatus:

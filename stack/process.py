@@ -35,14 +35,23 @@ def poll_until(check: Callable[[], bool], timeout: float) -> bool:
 
 
 def is_alive(pid: int) -> bool:
-    """True when ``pid`` exists and is not a zombie (zombies we parented are reaped on the way)."""
+    """True while any thread of ``pid`` is not a zombie (zombies we parented are reaped on the
+    way). A SIGKILLed JVM's main thread turns zombie before its other threads have exited and
+    closed its sockets, so the main thread's state alone would call it dead too early."""
     _reap_if_child(pid)
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except (FileNotFoundError, ProcessLookupError):
         return False
-    state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X")
+    return any(_state(task / "stat") not in (None, "Z", "X") for task in tasks)
+
+
+def _state(stat_file: Path) -> str | None:
+    try:
+        stat = stat_file.read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 def _reap_if_child(pid: int) -> None:

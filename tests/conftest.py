@@ -22,7 +22,14 @@ from bulk_ingest.cli import prepare_backends
 from bulk_ingest.processes import RESTART_EXIT_CODES, ServiceProcess, spawn, stack_config
 from bulk_ingest.settings import REPO_ROOT, Settings, load_settings
 from domain.entities import DEFAULT_REFERENCE_TYPES
-from stack import StackConfig, kafka_died_unexpectedly, stack_down, stack_up, start_kafka
+from stack import (
+    StackConfig,
+    kafka_died_unexpectedly,
+    kafka_pid,
+    stack_down,
+    stack_up,
+    start_kafka,
+)
 from storage.db import create_tenant, sync_engine
 from tests.support.http import Api, poll
 
@@ -107,6 +114,8 @@ class BrokerWatch:
 
     def heal(self, when: str) -> None:
         death = kafka_died_unexpectedly(self.config)
+        if death is None and kafka_pid(self.config) is None:
+            death = "the broker is not running: it was stopped and not started again"
         if death is None:
             return
         _broker_deaths.append(f"{when}: {death}")
