@@ -12,7 +12,6 @@ import datetime
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from fastavro.validation import validate as avro_valid
@@ -21,6 +20,7 @@ from domain.entities import EntityDefinition, ValueKind, ValueSpec
 from domain.errors import ErrorCode
 from domain.file_types import SourceRow
 from domain.import_mapping import ColumnMapping, ImportPlan, KeyMapping, TargetPath
+from domain.outcomes import RecordFailure
 from domain.semantics import semantic_error
 from domain.text import storable
 from domain.validation import basic_record_errors, to_avro_record
@@ -41,16 +41,6 @@ class CellProblem(Exception):
     def __init__(self, expected: str) -> None:
         super().__init__(expected)
         self.expected = expected
-
-
-@dataclass(frozen=True)
-class RowFailure:
-    code: ErrorCode
-    message: str
-    field: str | None = None
-
-    def to_avro(self) -> dict[str, Any]:
-        return {"code": self.code.value, "field": self.field, "message": self.message}
 
 
 class RowRouter:
@@ -83,7 +73,7 @@ class RowRouter:
     def route(self, row: SourceRow, index: int) -> dict[str, Any]:
         if row.values is None:
             where = f"Line {row.line}: {self._definition.label} at index {index} cannot be read"
-            unreadable = RowFailure(row.code, f"{where}: {row.problem}")
+            unreadable = RecordFailure(row.code, f"{where}: {row.problem}")
             return self._routed(index, row, None, unreadable)
         record, failure = self._record(row, index)
         if failure is None:
@@ -97,7 +87,7 @@ class RowRouter:
         index: int,
         row: SourceRow,
         record: dict[str, Any] | None,
-        failure: RowFailure | None,
+        failure: RecordFailure | None,
     ) -> dict[str, Any]:
         key = record.get(self._definition.key_field) if record is not None else None
         return {
@@ -109,7 +99,7 @@ class RowRouter:
             "source": self._source(row.values),
         }
 
-    def _record(self, row: SourceRow, index: int) -> tuple[dict[str, Any], RowFailure | None]:
+    def _record(self, row: SourceRow, index: int) -> tuple[dict[str, Any], RecordFailure | None]:
         if isinstance(self._mapping, KeyMapping):
             assert isinstance(row.values, Mapping)
             return self._keyed_record(row.values), None
@@ -159,30 +149,30 @@ class RowRouter:
 
     def _type_failure(
         self, line: int, index: int, target: TargetPath, raw: object, problem: CellProblem
-    ) -> RowFailure:
+    ) -> RecordFailure:
         shown = raw if isinstance(raw, str) else repr(raw)
         shown = shown if len(shown) <= 60 else shown[:57] + "..."
         message = (
             f"Line {line}: {self._definition.label} at index {index} has the wrong type for "
             f"{target.path}: expected {problem.expected}, got {shown!r}"
         )
-        return RowFailure(ErrorCode.InvalidFieldType, message, target.path)
+        return RecordFailure(ErrorCode.InvalidFieldType, message, target.path)
 
-    def _basic_failure(self, record: dict[str, Any], line: int, index: int) -> RowFailure | None:
+    def _basic_failure(self, record: dict[str, Any], line: int, index: int) -> RecordFailure | None:
         errors = basic_record_errors(self._definition, record, index)
         if not errors:
             return None
         first = errors[0]
-        return RowFailure(first.error_code, f"Line {line}: {first.message}", first.field)
+        return RecordFailure(first.error_code, f"Line {line}: {first.message}", first.field)
 
-    def _semantic_failure(self, record: dict[str, Any], line: int) -> RowFailure | None:
+    def _semantic_failure(self, record: dict[str, Any], line: int) -> RecordFailure | None:
         found = semantic_error(self._definition, record, self._references)
         if found is None:
             return None
         code, path, message = found
-        return RowFailure(ErrorCode(code), f"Line {line}: {message}", path or None)
+        return RecordFailure(ErrorCode(code), f"Line {line}: {message}", path or None)
 
-    def _avro(self, record: dict[str, Any] | None, failure: RowFailure | None) -> Any:
+    def _avro(self, record: dict[str, Any] | None, failure: RecordFailure | None) -> Any:
         """The record in Avro form; a failed one only if it still fits the schema (the report),
         with the characters no storage holds replaced."""
         if record is None:

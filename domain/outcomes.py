@@ -27,9 +27,20 @@ from domain.text import json_storable, storable
 
 @dataclass(frozen=True)
 class RecordFailure:
-    code: str
+    """Why one record failed: the one shape a failure travels in, from the check that found it
+    (gateway, validate stage, file row) through ``bulk.records`` to the ledger and the event."""
+
+    code: str  # an ErrorCode value
     message: str
     field: str | None = None
+
+    def to_avro(self) -> dict[str, Any]:
+        """The ``RecordError`` of a routed record (schemas/topics/bulk.records)."""
+        return {"code": str(self.code), "field": self.field, "message": self.message}
+
+    @classmethod
+    def from_avro(cls, error: Mapping[str, Any]) -> RecordFailure:
+        return cls(error["code"], error["message"], error["field"])
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from sqlalchemy.ext.asyncio import AsyncConnection
+
+log = logging.getLogger("bulk_ingest.storage")
 
 Connection = AsyncConnection | psycopg.AsyncConnection[Any]
 """A workers' psycopg connection, or the gateway's SQLAlchemy one (see :func:`driver`)."""
@@ -32,10 +36,15 @@ class StageConnection:
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def get(self) -> psycopg.AsyncConnection[Any]:
+        """The connection, for a new unit of work: never inside a transaction left open (a
+        transaction block opened on it would only be a savepoint of that one)."""
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=self._autocommit
             )
+        elif self._conn.info.transaction_status is not TransactionStatus.IDLE:
+            log.warning("a transaction was left open on a stage connection; rolling it back")
+            await self._conn.rollback()
         return self._conn
 
     async def discard(self) -> None:

@@ -46,9 +46,7 @@ def pending_records(batch: Mapping[str, Any]) -> list[PendingRecord]:
                 index=routed["index"],
                 key=routed["key"],
                 record=routed["record"],
-                failure=RecordFailure(error["code"], error["message"], error["field"])
-                if error
-                else None,
+                failure=RecordFailure.from_avro(error) if error else None,
                 line=routed["line"],
                 source=routed.get("source"),
             )

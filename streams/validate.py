@@ -21,6 +21,7 @@ from fastavro.validation import validate as avro_valid
 
 from domain.chunks import RequestChunk
 from domain.entities import EntityDefinition, EntityRegistry
+from domain.outcomes import RecordFailure
 from domain.routing import encode_parts, partition_for, routing_key
 from domain.semantics import semantic_error
 from domain.text import storable
@@ -44,21 +45,21 @@ def routed_record(
     reference_types: Mapping[str, frozenset[str]],
 ) -> dict[str, Any]:
     """One record as the persist stage takes it (``RoutedRecord`` without the union branch)."""
-    error = None
+    failure = None
     basic = record_basic_failure(definition, record, index)
     if basic is not None:
-        error = {"code": basic.error_code.value, "field": basic.field, "message": basic.message}
+        failure = RecordFailure(basic.error_code, basic.message, basic.field)
     elif isinstance(record, dict):
         semantic = semantic_error(definition, record, reference_types)
         if semantic is not None:
             code, field, message = semantic
-            error = {"code": str(code), "field": field, "message": message}
+            failure = RecordFailure(code, message, field)
     key = record.get(definition.key_field) if isinstance(record, dict) else None
     return {
         "index": index,
         "key": storable(key) if isinstance(key, str) and key else None,
-        "record": record if error is None else kept_record(definition, record),
-        "error": error,
+        "record": record if failure is None else kept_record(definition, record),
+        "error": failure.to_avro() if failure is not None else None,
         "line": None,
         "source": None,
     }

@@ -108,3 +108,35 @@ def test_a_job_with_every_outcome_is_not_failed_only_nudged(settings):
     # run) may already have given it the status its outcomes earn.
     assert status in ("READY", "COMPLETED") and (total, failed) == (3, 0), status
     assert processed in (0, 3) and successful == processed
+
+
+def test_concurrent_callers_never_share_a_transaction(settings):
+    """The stages and the sweeper use one UnprocessedRecords at once: each call gets its own
+    transaction, none nested in another's (which would leave one open, holding job locks, and
+    lose its work when the connection closes). The rows are read from another connection."""
+    jobs = [a_job_with_outcomes(settings, total=4, stored=1)[1] for _ in range(6)]
+
+    async def run() -> list[bool]:
+        producer = AsyncProducer(settings.kafka_bootstrap, "test-unprocessed")
+        announcer = Announcer(Codecs.load(default_schemas_dir()), settings.topics)
+        unprocessed = UnprocessedRecords(settings.libpq_url, producer, announcer, LABELS)
+        try:
+            ended = await asyncio.wait_for(
+                asyncio.gather(
+                    *(
+                        unprocessed.end_incomplete(
+                            job_id, ErrorCode.RecordNotReceived, "was not received", "idle"
+                        )
+                        for job_id in jobs
+                    )
+                ),
+                60,
+            )
+            return list(ended)
+        finally:
+            await unprocessed.close()
+            producer.close()
+
+    assert asyncio.run(run()) == [True] * len(jobs)
+    for job_id in jobs:
+        assert job_row(settings, job_id) == ("INTERNAL_FAILURE", 4, 4, 1, 3, 0)
