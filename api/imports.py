@@ -114,7 +114,7 @@ async def start_import(request: web.Request) -> web.Response:
             raise _file_problem(_gone_message(named, outcome.state, file_row), "file_id")
 
     accepted = await accept_job(
-        services.engine, services.producer, job, [message], "import", create
+        services.engine, services.producer, job, lambda: [message], "import", create
     )
     return await _answer(services, accepted)
 

@@ -57,15 +57,20 @@ async def accept_job(
     engine: AsyncEngine,
     producer: AsyncProducer,
     job: job_store.NewJob,
-    messages: Sequence[OutgoingMessage],
+    messages_of: Callable[[], Sequence[OutgoingMessage]],
     what: str,
     create: CreateRow = job_store.insert_job,
 ) -> Accepted:
-    """Steps 1 to 3 of the module docstring; ``what`` names the messages in a 503."""
+    """Steps 1 to 3 of the module docstring; ``what`` names the messages in a 503.
+
+    ``messages_of`` builds the job's messages (encoding may refuse the request); it is called
+    after a replay was ruled out and before the row is written.
+    """
     if job.idempotency_key:
         earlier = await earlier_job(engine, job)
         if earlier is not None:
             return Accepted(earlier, replayed=True)
+    messages = messages_of()
     try:
         async with engine.begin() as conn:
             await create(conn, job)

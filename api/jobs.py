@@ -85,7 +85,10 @@ async def _submit(request: web.Request, max_records: int, *, hint: str) -> Accep
         request_hash=request_fingerprint(request.method, bulk.entity, raw),
     )
     definition = services.registry.get(bulk.entity)
-    messages = chunk_messages(services, job, bulk, definition)  # before anything is kept
+
+    def messages() -> list[OutgoingMessage]:
+        return chunk_messages(services, job, bulk, definition)
+
     return await accept_job(services.engine, services.producer, job, messages, "records")
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -34,6 +37,7 @@ class StageConnection:
         self._url = libpq_url
         self._autocommit = autocommit
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._one_at_a_time = asyncio.Lock()
 
     async def get(self) -> psycopg.AsyncConnection[Any]:
         """The connection, for a new unit of work: never inside a transaction left open (a
@@ -46,6 +50,17 @@ class StageConnection:
             log.warning("a transaction was left open on a stage connection; rolling it back")
             await self._conn.rollback()
         return self._conn
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """One transaction on the connection, never two at once. An object that several tasks
+        use concurrently (stages and timers) must take its transactions here: two transaction
+        blocks interleaved on one connection nest — the second a savepoint of the first — and
+        the first can be left open for ever, holding its locks."""
+        async with self._one_at_a_time:
+            conn = await self.get()
+            async with conn.transaction():
+                yield conn
 
     async def discard(self) -> None:
         """Drop the connection after a connection-level failure."""

@@ -200,32 +200,29 @@ def create_app(settings: Settings) -> faust.App:
     aggregator = JobAggregator(
         settings.libpq_url, services.producer, services.codecs.jobs, topics.jobs
     )
-    agents = (
-        # A few chunks at a time: their produce acknowledgements overlap (VALIDATE_BATCH).
-        _agent(
-            app,
-            topics.requests,
-            services.runner(validate_stage(settings, services)),
-            batch=VALIDATE_BATCH,
-            within=VALIDATE_WAIT_SECONDS,
-        ),
-        _agent(
-            app,
-            topics.records,
-            services.runner(persist_stage(settings, services)),
-            batch=settings.persist_batch_records,
-            within=settings.persist_batch_seconds,
-        ),
-        _agent(
-            app,
-            topics.progress,
-            services.runner(AggregateStage(aggregator, job_table, services.dead_letters)),
-        ),
-        _agent(app, topics.imports, services.runner(import_stage(app, settings, services))),
+    # A few chunks at a time: their produce acknowledgements overlap (VALIDATE_BATCH).
+    _agent(
+        app,
+        topics.requests,
+        services.runner(validate_stage(settings, services)),
+        batch=VALIDATE_BATCH,
+        within=VALIDATE_WAIT_SECONDS,
     )
+    _agent(
+        app,
+        topics.records,
+        services.runner(persist_stage(settings, services)),
+        batch=settings.persist_batch_records,
+        within=settings.persist_batch_seconds,
+    )
+    _agent(
+        app,
+        topics.progress,
+        services.runner(AggregateStage(aggregator, job_table, services.dead_letters)),
+    )
+    _agent(app, topics.imports, services.runner(import_stage(app, settings, services)))
     _watch_for_stalls(app, settings, services.in_flight)
     _sweep_incomplete_jobs(app, settings, services)
-    log.debug("agents: %s", ", ".join(agent.name for agent in agents))
     return app
 
 

@@ -18,13 +18,9 @@ event), and the part is marked announced. A crash in between leaves the part pen
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
-
-import psycopg
 
 from bulk_ingest.kafka import AsyncProducer
 from domain.errors import ErrorCode
@@ -40,6 +36,9 @@ log = logging.getLogger("bulk_ingest.unprocessed")
 
 
 class UnprocessedRecords:
+    """Shared by the validate, persist and import stages and the sweeper, which call it
+    concurrently: every transaction goes through :meth:`StageConnection.transaction`."""
+
     def __init__(
         self,
         libpq_url: str,
@@ -48,24 +47,12 @@ class UnprocessedRecords:
         labels: Mapping[str, str],
     ) -> None:
         self._connection = StageConnection(libpq_url)
-        self._lock = asyncio.Lock()
         self._producer = producer
         self._announcer = announcer
         self._labels = labels
 
     async def close(self) -> None:
         await self._connection.close()
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """One transaction at a time on the one connection. The stages and the sweeper call
-        this object concurrently; two transaction blocks interleaved on one connection would
-        nest (the second a savepoint of the first) and could leave a transaction open for
-        ever, holding the job row's lock that every persist batch of the job then waits for."""
-        async with self._lock:
-            conn = await self._connection.get()
-            async with conn.transaction():
-                yield conn
 
     async def fail_records(
         self,
@@ -86,7 +73,7 @@ class UnprocessedRecords:
         """
         code = ErrorCode.RecordNotProcessed.value
         part_id = ledger.fill_part_id(code, where)
-        async with self._transaction() as conn:
+        async with self._connection.transaction() as conn:
             job = await job_store.lock_job(conn, job_id)
             if job is None or job.terminal or not accepts(job):
                 return 0
@@ -120,7 +107,7 @@ class UnprocessedRecords:
         its outcomes earn. True when the job ended.
         """
         part_id = ledger.fill_part_id(code.value)
-        async with self._transaction() as conn:
+        async with self._connection.transaction() as conn:
             job = await job_store.lock_job(conn, job_id)
             if job is None or job.terminal:
                 return False
@@ -150,7 +137,7 @@ class UnprocessedRecords:
 
     async def announce(self, job_id: str, part_id: str) -> None:
         """Produce the fill part's outcome events, nudge the aggregator, mark it announced."""
-        async with self._transaction() as conn:
+        async with self._connection.transaction() as conn:
             job = await job_store.job_row(conn, job_id)
             if job is None:
                 return
@@ -165,7 +152,7 @@ class UnprocessedRecords:
 
     async def announce_pending(self) -> int:
         """Finish announcements a crash interrupted; the number of parts announced."""
-        async with self._transaction() as conn:
+        async with self._connection.transaction() as conn:
             pending = await ledger.pending_fill_parts(conn)
         for job_id, part_id in pending:
             await self.announce(job_id, part_id)

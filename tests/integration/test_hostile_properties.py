@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -21,7 +20,6 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from domain.entities import (
-    DEFAULT_REFERENCE_TYPES,
     EntityDefinition,
     EntityRegistry,
     ValueKind,
@@ -32,11 +30,11 @@ from domain.errors import ErrorCode
 from domain.jobs import RecordStatus
 from domain.outcomes import PendingRecord
 from domain.validation import basic_record_errors, to_avro_record
-from storage.db import create_tenant, sync_engine
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
 from streams.events import Announcer, Codecs
 from streams.persist_stage import pending_records
+from tests.support.jobs import tenant_with_a_live_job
 
 REGISTRY = EntityRegistry.load(default_schemas_dir())
 TABLES = {name: EntityTableMap.of(REGISTRY.get(name)) for name in REGISTRY.names()}
@@ -171,16 +169,9 @@ class Store:
         self.table = TABLES[definition.name]
         self.codecs = Codecs.load(default_schemas_dir())
         self.url = settings.libpq_url
-        engine = sync_engine(settings.sqlalchemy_url)
-        self.tenant_id = create_tenant(engine, "properties", DEFAULT_REFERENCE_TYPES).tenant_id
-        engine.dispose()
-        self.job_id = str(uuid.uuid4())
-        with psycopg.connect(self.url) as conn:
-            conn.execute(
-                "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total) "
-                "VALUES (%s, %s, %s, 'upsert', 'kafka', 'READY', 1000000)",
-                [self.job_id, self.tenant_id, definition.name],
-            )
+        self.tenant_id, self.job_id = tenant_with_a_live_job(
+            settings, "properties", total=1_000_000, entity=definition.name, operation="upsert"
+        )
         self.loop = asyncio.new_event_loop()
         encode = Announcer(self.codecs, settings.topics).encode_outcome
         self.persister = BatchPersister(self.url, TABLES, encode, LABELS)

@@ -11,15 +11,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
+from domain.entities import EntityRegistry, default_schemas_dir
 from domain.jobs import RecordStatus
 from domain.outcomes import PendingRecord, RecordFailure
 from domain.validation import to_avro_record
 from storage import ledger
-from storage.db import create_tenant, sync_engine
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister, PersistedBatch
 from streams.events import Announcer, Codecs
+from tests.support.jobs import tenant_with_a_live_job
 from tests.support.records import customer
 
 REGISTRY = EntityRegistry.load(default_schemas_dir())
@@ -31,17 +31,7 @@ LABELS = {name: REGISTRY.get(name).label for name in REGISTRY.names()}
 @pytest.fixture
 def job(settings) -> tuple[str, str]:
     """A tenant and a live insert job of 100 customers: (tenant_id, job_id)."""
-    engine = sync_engine(settings.sqlalchemy_url)
-    tenant = create_tenant(engine, "persist", DEFAULT_REFERENCE_TYPES)
-    engine.dispose()
-    job_id = str(uuid.uuid4())
-    with psycopg.connect(settings.libpq_url) as conn:
-        conn.execute(
-            "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total) "
-            "VALUES (%s, %s, 'customers', 'insert', 'kafka', 'READY', 100)",
-            [job_id, tenant.tenant_id],
-        )
-    return tenant.tenant_id, job_id
+    return tenant_with_a_live_job(settings, "persist", total=100)
 
 
 def pending(

@@ -9,15 +9,15 @@ import uuid
 import psycopg
 
 from bulk_ingest.kafka import AsyncProducer
-from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
+from domain.entities import EntityRegistry, default_schemas_dir
 from domain.errors import ErrorCode
 from domain.outcomes import PendingRecord
 from domain.validation import to_avro_record
-from storage.db import create_tenant, sync_engine
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
 from streams.events import Announcer, Codecs
 from streams.unprocessed import UnprocessedRecords
+from tests.support.jobs import tenant_with_a_live_job
 from tests.support.records import customer
 
 REGISTRY = EntityRegistry.load(default_schemas_dir())
@@ -26,16 +26,7 @@ LABELS = {name: REGISTRY.get(name).label for name in REGISTRY.names()}
 
 def a_job_with_outcomes(settings, total: int, stored: int) -> tuple[str, str]:
     """A live job of ``total`` customers, ``stored`` of which already have their outcome."""
-    engine = sync_engine(settings.sqlalchemy_url)
-    tenant_id = create_tenant(engine, "unprocessed", DEFAULT_REFERENCE_TYPES).tenant_id
-    engine.dispose()
-    job_id = str(uuid.uuid4())
-    with psycopg.connect(settings.libpq_url) as conn:
-        conn.execute(
-            "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total) "
-            "VALUES (%s, %s, 'customers', 'insert', 'kafka', 'READY', %s)",
-            [job_id, tenant_id, total],
-        )
+    tenant_id, job_id = tenant_with_a_live_job(settings, "unprocessed", total=total)
     definition = REGISTRY.get("customers")
     records = [
         PendingRecord(
