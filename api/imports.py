@@ -33,7 +33,6 @@ from api.intake import (
     request_fingerprint,
 )
 from api.services import SERVICES, Services
-from bulk_ingest.kafka import OutgoingMessage
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
 from domain.entities import EntityDefinition
 from domain.errors import ApiError, ErrorCode, InvalidInput
@@ -42,6 +41,7 @@ from domain.file_types import FileFormat, FileProfile, ReadOptions
 from domain.import_mapping import plan_import
 from domain.import_request import ImportRequest, parse_import_request
 from domain.job_view import API_PREFIX
+from domain.messages import ImportRequested
 from storage import files as file_store
 from storage import jobs as job_store
 from storage.files import FileGone, FileState
@@ -93,11 +93,7 @@ async def start_import(request: web.Request) -> web.Response:
     )
     chunk_rows = services.settings.import_chunk_rows
     event = import_event(job, wanted, file_row, options, chunk_rows)
-    message = OutgoingMessage(
-        services.settings.topics.imports,
-        services.imports_codec.encode(event),
-        job.job_id.encode(),
-    )
+    message = services.topics.imports.message(event, job.job_id)
 
     async def create(conn: AsyncConnection, new: job_store.NewJob) -> None:
         outcome = await file_store.create_import(
@@ -262,29 +258,28 @@ def import_event(
     file_row: Mapping[str, Any],
     options: ReadOptions,
     chunk_rows: int,
-) -> dict[str, Any]:
-    """The ``ImportRequested`` payload (schemas/topics/bulk.imports)."""
-    return {
-        "job_id": job.job_id,
-        "tenant_id": job.tenant_id,
-        "entity": job.entity,
-        "operation": job.operation,
-        "file_id": file_row["file_id"],
-        "path": file_row["path"],
-        "sha256": file_row["sha256"],
-        "format": options.format.value,
-        "content": options.content.value
+) -> ImportRequested:
+    return ImportRequested(
+        job_id=job.job_id,
+        tenant_id=job.tenant_id,
+        entity=job.entity,
+        operation=job.operation,
+        file_id=file_row["file_id"],
+        path=file_row["path"],
+        sha256=file_row["sha256"],
+        format=options.format.value,
+        content=options.content.value
         if options.format is FileFormat.ZIP and options.content
         else None,
-        "member": options.member,
-        "encoding": options.encoding,
-        "delimiter": options.delimiter,
-        "sheet": options.sheet,
-        "field_mappings": dict(wanted.field_mappings),
-        "chunk_rows": chunk_rows,
-        "resume_chunk": 0,
-        "requested_at": datetime.now(UTC),
-    }
+        member=options.member,
+        encoding=options.encoding,
+        delimiter=options.delimiter,
+        sheet=options.sheet,
+        field_mappings=dict(wanted.field_mappings),
+        chunk_rows=chunk_rows,
+        resume_chunk=0,
+        requested_at=datetime.now(UTC),
+    )
 
 
 def add_routes(app: web.Application) -> None:

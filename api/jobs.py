@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
 
 from aiohttp import web
 
@@ -20,12 +19,13 @@ from api.intake import Accepted, accept_job, accepted_response, job_body, reques
 from api.services import SERVICES, Services
 from bulk_ingest.kafka import MAX_MESSAGE_BYTES, OutgoingMessage
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
+from bulk_ingest.topics import Topic
 from domain.bulk_requests import BulkRequest, Operation, validate_bulk_request
-from domain.codec import AvroCodec
 from domain.entities import EntityDefinition
 from domain.errors import ApiError, ErrorCode, InvalidInput
 from domain.job_view import API_PREFIX, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
+from domain.messages import BulkRequestChunk
 from domain.validation import to_avro_record
 from storage import jobs as job_store
 from storage import ledger
@@ -122,8 +122,9 @@ async def _validated(
 def chunk_messages(
     services: Services, job: job_store.NewJob, bulk: BulkRequest, definition: EntityDefinition
 ) -> list[OutgoingMessage]:
+    requests = services.topics.requests
     payloads = encoded_chunks(
-        services.request_codec,
+        requests,
         bulk,
         definition,
         job_id=job.job_id,
@@ -131,11 +132,10 @@ def chunk_messages(
         source=job.source,
         chunk_records=services.settings.publish_chunk_records,
     )
-    topic = services.settings.topics.requests
-    return [OutgoingMessage(topic, payload, job.job_id.encode()) for payload in payloads]
+    return [requests.encoded(payload, job.job_id) for payload in payloads]
 
 
-def avro_chunks(
+def request_chunks(
     request: BulkRequest,
     definition: EntityDefinition,
     *,
@@ -143,8 +143,8 @@ def avro_chunks(
     tenant_id: str,
     source: str,
     chunk_records: int,
-) -> Iterator[dict[str, Any]]:
-    """The job's records as ``BulkRequestChunk`` payloads of at most ``chunk_records``."""
+) -> Iterator[BulkRequestChunk]:
+    """The job's records as chunks of at most ``chunk_records``."""
     records = request.records
     total = len(records)
     chunk_count = max(1, -(-total // chunk_records))
@@ -152,27 +152,27 @@ def avro_chunks(
     branch = definition.avro_schema["name"]
     for chunk_index in range(chunk_count):
         first = chunk_index * chunk_records
-        yield {
-            "job_id": job_id,
-            "tenant_id": tenant_id,
-            "entity": request.entity,
-            "operation": request.operation.value,
-            "source": source,
-            "webhook_url": request.webhook_url,
-            "chunk_index": chunk_index,
-            "chunk_count": chunk_count,
-            "total": total,
-            "first_index": first,
-            "records": [
+        yield BulkRequestChunk(
+            job_id=job_id,
+            tenant_id=tenant_id,
+            entity=request.entity,
+            operation=request.operation.value,
+            source=source,
+            webhook_url=request.webhook_url,
+            chunk_index=chunk_index,
+            chunk_count=chunk_count,
+            total=total,
+            first_index=first,
+            records=[
                 (branch, to_avro_record(definition, record))
                 for record in records[first : first + chunk_records]
             ],
-            "submitted_at": submitted_at,
-        }
+            submitted_at=submitted_at,
+        )
 
 
 def encoded_chunks(
-    codec: AvroCodec,
+    requests: Topic[BulkRequestChunk],
     request: BulkRequest,
     definition: EntityDefinition,
     *,
@@ -185,8 +185,8 @@ def encoded_chunks(
     """The job's chunks, encoded; chunks of fewer records when some would be too large."""
     while True:
         encoded = [
-            codec.encode(chunk)
-            for chunk in avro_chunks(
+            requests.encode(chunk)
+            for chunk in request_chunks(
                 request,
                 definition,
                 job_id=job_id,

@@ -13,7 +13,7 @@ from api.waiter import JobWaiter
 from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.settings import Settings
 from bulk_ingest.ssrf import WebhookPolicy
-from domain.codec import AvroCodec, load_codec
+from bulk_ingest.topics import Topics
 from domain.entities import EntityRegistry, default_schemas_dir
 from storage.db import async_engine
 
@@ -28,8 +28,7 @@ class Services:
     registry: EntityRegistry
     waiter: JobWaiter
     webhook_policy: WebhookPolicy
-    request_codec: AvroCodec
-    imports_codec: AvroCodec
+    topics: Topics
 
 
 SERVICES = web.AppKey("services", Services)
@@ -59,8 +58,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
             settings.webhook_allowed_networks,
             settings.webhook_allowed_hosts,
         ),
-        request_codec=load_codec(schemas_dir, "bulk.requests"),
-        imports_codec=load_codec(schemas_dir, "bulk.imports"),
+        topics=Topics.load(settings),
     )
     yield
     await waiter.stop()

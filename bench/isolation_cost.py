@@ -20,12 +20,13 @@ import psycopg
 
 from bench.common import bench_tenant, customer_records
 from bulk_ingest.settings import load_settings
+from bulk_ingest.topics import Codecs
 from domain.entities import EntityRegistry, default_schemas_dir
 from domain.outcomes import PendingRecord
 from domain.validation import to_avro_record
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
-from streams.events import Announcer, Codecs
+from streams.events import Announcer
 
 
 def parts(tenant_id: str, job_id: str, count: int, bad: set[int]) -> list[BatchPart]:

@@ -25,13 +25,15 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class TopicNames:
-    requests: str = "bulk.requests"
-    records: str = "bulk.records"
-    outcomes: str = "bulk.outcomes"
-    jobs: str = "bulk.jobs"
-    dlq: str = "bulk.dlq"
-    progress: str = "bulk.progress"
-    imports: str = "bulk.imports"
+    """The topics' names, as :attr:`Settings.topics` gives them (the ``topic_*`` settings)."""
+
+    requests: str
+    records: str
+    outcomes: str
+    jobs: str
+    dlq: str
+    progress: str
+    imports: str
 
     def all(self) -> tuple[str, ...]:
         return tuple(getattr(self, f.name) for f in dataclasses.fields(self))

@@ -24,11 +24,10 @@ from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.settings import Settings
 from bulk_ingest.ssrf import WebhookPolicy
 from bulk_ingest.stage_runner import RetryPolicy, StageRunner
+from bulk_ingest.topics import Topics
 from consumers.completion import CompletionHandler, MissedWebhookSweep
 from consumers.dispatcher import DispatcherConfig, WebhookDispatcher
 from consumers.job_events import CompletionStage, JobEventConsumer, consumer_config
-from domain.codec import load_codec
-from domain.entities import default_schemas_dir
 from storage.db import async_engine
 from storage.message_failures import MessageFailureLog
 from storage.reports import ReportStore
@@ -62,12 +61,11 @@ async def serve(settings: Settings) -> None:
         engine, ReportStore(settings.report_dir, engine), on_scheduled=dispatcher.wake
     )
     group_id = f"{settings.app_id}.consumers"
-    dead_letters = DeadLetterQueue(producer, settings.topics.dlq)
+    topics = Topics.load(settings)
+    dead_letters = DeadLetterQueue(producer, topics.dlq)
     failures = MessageFailureLog(settings.libpq_url, group_id)
     runner = StageRunner(
-        CompletionStage(
-            load_codec(default_schemas_dir(), "bulk.jobs"), completion.on_terminal, dead_letters
-        ),
+        CompletionStage(topics.jobs, completion.on_terminal, dead_letters),
         dead_letters,
         failures,
         RetryPolicy(poison_attempts=settings.poison_attempts),
@@ -75,7 +73,7 @@ async def serve(settings: Settings) -> None:
     )
     job_events = JobEventConsumer(
         Consumer(consumer_config(settings.kafka_bootstrap, group_id)),
-        settings.topics.jobs,
+        topics.jobs.name,
         runner,
     )
     sweep = MissedWebhookSweep(
@@ -87,7 +85,7 @@ async def serve(settings: Settings) -> None:
     log.info(
         "consumers started: report writer on %s (group %s), webhook dispatcher; reports in %s; "
         "loopback webhook targets %s",
-        settings.topics.jobs,
+        topics.jobs.name,
         group_id,
         settings.report_dir,
         "ALLOWED" if settings.webhook_allow_loopback else "refused",

@@ -24,8 +24,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.stage_runner import StageRunner, Stopped
-from domain.codec import AvroCodec, UndecodableMessage
-from domain.jobs import JobStatus, is_terminal
+from bulk_ingest.topics import Topic
+from domain.codec import UndecodableMessage
+from domain.jobs import is_terminal
+from domain.messages import JobEvent
 
 log = logging.getLogger(__name__)
 
@@ -54,18 +56,18 @@ class CompletionStage:
 
     def __init__(
         self,
-        codec: AvroCodec,
+        jobs: Topic[JobEvent],
         on_terminal: Callable[[str], Awaitable[None]],
         dead_letters: DeadLetterQueue,
     ) -> None:
-        self._codec = codec
+        self._jobs = jobs
         self._on_terminal = on_terminal
         self._dead_letters = dead_letters
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             try:
-                event = self._codec.decode(delivery.value)
+                event = self._jobs.decode(delivery.value)
             except UndecodableMessage as exc:
                 await self._dead_letters.send(delivery, exc.reason, exc.detail)
                 continue
@@ -73,20 +75,20 @@ class CompletionStage:
             if problem is not None:
                 await self._dead_letters.send(delivery, "invalid-job-event", problem)
                 continue
-            if is_terminal(JobStatus(event["status"])):
-                await self._on_terminal(event["job_id"])
+            if event.job_status is not None and is_terminal(event.job_status):
+                await self._on_terminal(event.job_id)
 
     async def after_dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Nothing more: the missed-webhook sweep still schedules the job's webhook."""
 
 
-def _event_problem(event: dict[str, Any]) -> str | None:
-    if event["status"] not in JobStatus.__members__:
-        return f"status {event['status']!r} is not a job status"
+def _event_problem(event: JobEvent) -> str | None:
+    if event.job_status is None:
+        return f"status {event.status!r} is not a job status"
     try:
-        uuid.UUID(str(event["job_id"]))
+        uuid.UUID(event.job_id)
     except ValueError:
-        return f"job_id {str(event['job_id'])[:60]!r} is not a UUID"
+        return f"job_id {event.job_id[:60]!r} is not a UUID"
     return None
 
 

@@ -20,6 +20,7 @@ from domain.entities import EntityDefinition, ValueKind, ValueSpec
 from domain.errors import ErrorCode
 from domain.file_types import SourceRow
 from domain.import_mapping import ColumnMapping, ImportPlan, KeyMapping, TargetPath
+from domain.messages import RoutedRecord
 from domain.outcomes import RecordFailure
 from domain.semantics import semantic_error
 from domain.text import storable
@@ -70,7 +71,7 @@ class RowRouter:
         else:
             self._sources = [(-1, key) for key in mapping.source_columns]
 
-    def route(self, row: SourceRow, index: int) -> dict[str, Any]:
+    def route(self, row: SourceRow, index: int) -> RoutedRecord:
         if row.values is None:
             where = f"Line {row.line}: {self._definition.label} at index {index} cannot be read"
             unreadable = RecordFailure(row.code, f"{where}: {row.problem}")
@@ -88,7 +89,7 @@ class RowRouter:
         row: SourceRow,
         record: dict[str, Any] | None,
         failure: RecordFailure | None,
-    ) -> dict[str, Any]:
+    ) -> RoutedRecord:
         key = record.get(self._definition.key_field) if record is not None else None
         return {
             "index": index,

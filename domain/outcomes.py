@@ -85,6 +85,39 @@ class Outcome:
     def successful(self) -> bool:
         return self.status not in (RecordStatus.FAILED, RecordStatus.SKIPPED)
 
+    def to_avro(self) -> dict[str, Any]:
+        """The ``RecordOutcome`` event (schemas/topics/bulk.outcomes): the ledger row without
+        the report's ``submitted`` and ``source``."""
+        return {
+            "job_id": self.job_id,
+            "tenant_id": self.tenant_id,
+            "entity": self.entity,
+            "index": self.index,
+            "key": self.key,
+            "status": self.status.value,
+            "record_id": self.record_id,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "error_field": self.error_field,
+            "line": self.line,
+        }
+
+    @classmethod
+    def from_avro(cls, event: Mapping[str, Any]) -> Outcome:
+        return cls(
+            job_id=event["job_id"],
+            tenant_id=event["tenant_id"],
+            entity=event["entity"],
+            index=event["index"],
+            key=event["key"],
+            status=RecordStatus(event["status"]),
+            record_id=event["record_id"],
+            error_code=event["error_code"],
+            error_message=event["error_message"],
+            error_field=event["error_field"],
+            line=event["line"],
+        )
+
 
 Order = tuple[int, int]
 """(acceptance sequence of the job, record index): the order in which writes apply."""

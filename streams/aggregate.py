@@ -15,22 +15,20 @@ from typing import Any
 import psycopg
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
-from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
-from domain.codec import AvroCodec
+from bulk_ingest.kafka import AsyncProducer
+from bulk_ingest.topics import Topic
 from domain.jobs import JobProgress, JobStatus, is_terminal
+from domain.messages import JobEvent
 from storage import jobs as job_store
 from storage.connection import StageConnection
 from storage.jobs import Job
 
 
 class JobAggregator:
-    def __init__(
-        self, libpq_url: str, producer: AsyncProducer, jobs_codec: AvroCodec, jobs_topic: str
-    ) -> None:
+    def __init__(self, libpq_url: str, producer: AsyncProducer, jobs: Topic[JobEvent]) -> None:
         self._connection = StageConnection(libpq_url)
         self._producer = producer
-        self._codec = jobs_codec
-        self._topic = jobs_topic
+        self._jobs = jobs
 
     async def close(self) -> None:
         await self._connection.close()
@@ -61,9 +59,7 @@ class JobAggregator:
         table[job_id] = {"status": saved["status"], "processed": saved["processed"]}
 
     async def _publish(self, job: Job) -> None:
-        await self._producer.send_all(
-            [OutgoingMessage(self._topic, self._codec.encode(job), job["job_id"].encode())]
-        )
+        await self._producer.send_all([self._jobs.message(JobEvent.of_row(job), job["job_id"])])
 
 
 class AggregateStage:

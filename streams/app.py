@@ -30,14 +30,15 @@ from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import MAX_MESSAGE_BYTES, AsyncProducer
 from bulk_ingest.settings import Settings
 from bulk_ingest.stage_runner import RetryPolicy, Stage, StageRunner
+from bulk_ingest.topics import Codecs, Topics
 from domain.entities import EntityRegistry, default_schemas_dir
 from storage.connection import StageConnection
 from storage.entity_rows import EntityTableMap
 from storage.message_failures import MessageFailureLog
 from storage.persist import BatchPersister
 from streams.aggregate import AggregateStage, JobAggregator
-from streams.events import Announcer, Codecs
-from streams.imports import ImportCodecs, ImportRunner, ImportStage, import_config
+from streams.events import Announcer
+from streams.imports import ImportRunner, ImportStage, import_config
 from streams.persist_stage import PersistStage
 from streams.sweeper import IncompleteJobSweeper
 from streams.unprocessed import UnprocessedRecords
@@ -70,7 +71,7 @@ class Services:
     """What the stages share, built once per worker."""
 
     registry: EntityRegistry
-    codecs: Codecs
+    topics: Topics
     producer: AsyncProducer
     announcer: Announcer
     dead_letters: DeadLetterQueue
@@ -88,6 +89,7 @@ class Services:
 def build_services(settings: Settings) -> Services:
     registry = EntityRegistry.load(default_schemas_dir())
     codecs = Codecs.load(default_schemas_dir())
+    topics = Topics.bind(settings.topics, codecs)
     producer = AsyncProducer(
         settings.kafka_bootstrap,
         client_id=f"bulk-ingest-{settings.worker_id}",
@@ -97,10 +99,10 @@ def build_services(settings: Settings) -> Services:
     labels = {name: registry.get(name).label for name in registry.names()}
     return Services(
         registry=registry,
-        codecs=codecs,
+        topics=topics,
         producer=producer,
         announcer=announcer,
-        dead_letters=DeadLetterQueue(producer, settings.topics.dlq),
+        dead_letters=DeadLetterQueue(producer, topics.dlq),
         failures=MessageFailureLog(settings.libpq_url, settings.app_id),
         unprocessed=UnprocessedRecords(settings.libpq_url, producer, announcer, labels),
         policy=RetryPolicy(poison_attempts=settings.poison_attempts),
@@ -112,13 +114,13 @@ def validate_stage(settings: Settings, services: Services) -> ValidateStage:
     connection = StageConnection(settings.libpq_url, autocommit=True)
     return ValidateStage(
         ValidateConfig(
-            records_topic=settings.topics.records,
             partitions=settings.partitions,
             max_job_records=settings.max_job_records,
             max_message_bytes=MAX_BATCH_BYTES,
         ),
         services.registry,
-        services.codecs,
+        services.topics.requests,
+        services.topics.records,
         services.producer,
         services.dead_letters,
         connection,
@@ -136,7 +138,7 @@ def persist_stage(settings: Settings, services: Services) -> PersistStage:
     )
     return PersistStage(
         registry,
-        services.codecs,
+        services.topics.records,
         services.producer,
         services.dead_letters,
         persister,
@@ -151,11 +153,7 @@ def import_stage(app: faust.App, settings: Settings, services: Services) -> Impo
     runner = ImportRunner(
         import_config(settings, MAX_BATCH_BYTES),
         services.registry,
-        ImportCodecs(
-            imports=services.codecs.imports,
-            records=services.codecs.records,
-            progress=services.codecs.progress,
-        ),
+        services.topics,
         services.producer,
         references.of,
         should_hand_over=lambda: bool(app.rebalancing) or bool(app.should_stop),
@@ -193,34 +191,32 @@ def create_app(settings: Settings) -> faust.App:
     """Wiring only: each source topic → its stage → an agent that hands it batches."""
     app = faust_app(settings)
     services = build_services(settings)
-    topics = settings.topics
+    topics = services.topics
     job_table = app.Table(
         "job-progress", default=None, partitions=settings.partitions, key_type=str
     )
-    aggregator = JobAggregator(
-        settings.libpq_url, services.producer, services.codecs.jobs, topics.jobs
-    )
+    aggregator = JobAggregator(settings.libpq_url, services.producer, topics.jobs)
     # A few chunks at a time: their produce acknowledgements overlap (VALIDATE_BATCH).
     _agent(
         app,
-        topics.requests,
+        topics.requests.name,
         services.runner(validate_stage(settings, services)),
         batch=VALIDATE_BATCH,
         within=VALIDATE_WAIT_SECONDS,
     )
     _agent(
         app,
-        topics.records,
+        topics.records.name,
         services.runner(persist_stage(settings, services)),
         batch=settings.persist_batch_records,
         within=settings.persist_batch_seconds,
     )
     _agent(
         app,
-        topics.progress,
+        topics.progress.name,
         services.runner(AggregateStage(aggregator, job_table, services.dead_letters)),
     )
-    _agent(app, topics.imports, services.runner(import_stage(app, settings, services)))
+    _agent(app, topics.imports.name, services.runner(import_stage(app, settings, services)))
     _watch_for_stalls(app, settings, services.in_flight)
     _sweep_incomplete_jobs(app, settings, services)
     return app

@@ -40,9 +40,10 @@ from typing import Any
 import psycopg
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
-from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.settings import Settings
-from domain.codec import AvroCodec, UndecodableMessage
+from bulk_ingest.topics import Topics
+from domain.codec import UndecodableMessage
 from domain.entities import EntityDefinition, EntityRegistry
 from domain.errors import BulkIngestError, ErrorCode, InvalidInput
 from domain.file_formats import open_rows
@@ -50,7 +51,8 @@ from domain.file_types import FileFormat, ReadOptions, RowTable, SourceRow, Unre
 from domain.import_mapping import plan_import
 from domain.import_rows import RowRouter
 from domain.jobs import JobStatus, is_terminal
-from domain.routing import encode_parts, partition_for, routing_key
+from domain.messages import BatchHeader, ImportRequested, JobProgressed, RecordBatch, RoutedRecord
+from domain.routing import partition_for, routing_key
 from storage import jobs as job_store
 from streams.unprocessed import UnprocessedRecords
 
@@ -65,19 +67,9 @@ class ImportConfig:
     file_dir: Path
     caps: ZipCaps
     partitions: int
-    records_topic: str
-    progress_topic: str
-    imports_topic: str
     libpq_url: str
     max_rows_ahead: int = 20_000
     max_message_bytes: int = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ImportCodecs:
-    imports: AvroCodec
-    records: AvroCodec
-    progress: AvroCodec
 
 
 @dataclass(frozen=True)
@@ -94,10 +86,10 @@ class ChunkSource:
 
     def __init__(
         self,
-        request: Mapping[str, Any],
+        request: ImportRequested,
         table: RowTable,
         router: RowRouter,
-        codec: AvroCodec,
+        encode: Callable[[RecordBatch], bytes],
         partitions: int,
         branch: str,
         max_message_bytes: int,
@@ -106,10 +98,10 @@ class ChunkSource:
         self._max_message_bytes = max_message_bytes
         self._rows = table.rows
         self._router = router
-        self._codec = codec
+        self._encode_batch = encode
         self._partitions = partitions
         self._branch = branch
-        self._chunk_rows = int(request["chunk_rows"])
+        self._chunk_rows = request.chunk_rows
         self._next_chunk = 0
         self.rows_seen = 0
 
@@ -120,11 +112,11 @@ class ChunkSource:
 
     def next_chunk(self) -> Chunk | None:
         """The next chunk at or after ``resume_chunk``; None once the file is exhausted."""
-        while self._next_chunk < self._request["resume_chunk"]:
+        while self._next_chunk < self._request.resume_chunk:
             if not self._take(lambda row, index: None):
                 return None
         number = self._next_chunk
-        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        by_partition: dict[int, list[RoutedRecord]] = defaultdict(list)
         if not self._take(lambda row, index: self._route(row, index, by_partition)):
             return None
         return Chunk(
@@ -149,32 +141,29 @@ class ChunkSource:
             self._next_chunk += 1
         return taken > 0
 
-    def _route(self, row: SourceRow, index: int, into: dict[int, list[dict[str, Any]]]) -> None:
+    def _route(self, row: SourceRow, index: int, into: dict[int, list[RoutedRecord]]) -> None:
         routed = self._router.route(row, index)
         request = self._request
-        key = routing_key(request["tenant_id"], request["entity"], routed["key"], index)
+        key = routing_key(request.tenant_id, request.entity, routed["key"], index)
         if routed["record"] is not None:
             routed["record"] = (self._branch, routed["record"])
         into[partition_for(key, self._partitions)].append(routed)
 
-    def _encode(self, number: int, partition: int, records: list[dict[str, Any]]) -> list[bytes]:
+    def _encode(self, number: int, partition: int, records: list[RoutedRecord]) -> list[bytes]:
         request = self._request
-        header = {
-            "job_id": request["job_id"],
-            "tenant_id": request["tenant_id"],
-            "entity": request["entity"],
-            "operation": request["operation"],
-            "total": 0,  # unknown until the whole file is read; the jobs row gets it then
-        }
-        parts = encode_parts(
-            self._codec.encode, header, f"{number}:{partition}", records, self._max_message_bytes
+        # The total is unknown until the whole file is read; the jobs row gets it then.
+        header = BatchHeader(
+            request.job_id, request.tenant_id, request.entity, request.operation, 0
+        )
+        parts = header.encoded_parts(
+            self._encode_batch, f"{number}:{partition}", records, self._max_message_bytes
         )
         return [payload for _, payload in parts]
 
 
-def read_options_of(request: Mapping[str, Any]) -> ReadOptions:
-    file_format = FileFormat(request["format"])
-    content = request.get("content")
+def read_options_of(request: ImportRequested) -> ReadOptions:
+    file_format = FileFormat(request.format)
+    content = request.content
     if file_format is FileFormat.ZIP:
         inner: FileFormat | None = FileFormat(content or "csv")
     elif file_format is FileFormat.XLSX:
@@ -184,10 +173,10 @@ def read_options_of(request: Mapping[str, Any]) -> ReadOptions:
     return ReadOptions(
         format=file_format,
         content=inner,
-        encoding=request.get("encoding"),
-        delimiter=request.get("delimiter"),
-        sheet=request.get("sheet"),
-        member=request.get("member"),
+        encoding=request.encoding,
+        delimiter=request.delimiter,
+        sheet=request.sheet,
+        member=request.member,
     )
 
 
@@ -266,7 +255,7 @@ class ImportRunner:
         self,
         config: ImportConfig,
         registry: EntityRegistry,
-        codecs: ImportCodecs,
+        topics: Topics,
         producer: AsyncProducer,
         reference_types: Callable[[str], Any],
         should_hand_over: Callable[[], bool],
@@ -274,18 +263,18 @@ class ImportRunner:
     ) -> None:
         self._config = config
         self._registry = registry
-        self._codecs = codecs
+        self._topics = topics
         self._producer = producer
         self._reference_types = reference_types
         self._should_hand_over = should_hand_over
         self._unprocessed = unprocessed
 
-    def decode(self, payload: bytes) -> dict[str, Any]:
+    def decode(self, payload: bytes) -> ImportRequested:
         """The event; raises :class:`UndecodableMessage` for the dead-letter topic."""
-        return self._codecs.imports.decode(payload)
+        return self._topics.imports.decode(payload)
 
-    async def run(self, request: dict[str, Any]) -> None:
-        job_id = request["job_id"]
+    async def run(self, request: ImportRequested) -> None:
+        job_id = request.job_id
         status = await self._job_status(job_id)
         if status is None or is_terminal(status):
             log.info("import %s is %s; nothing to do", job_id, status or "unknown")
@@ -314,12 +303,12 @@ class ImportRunner:
             reason,
         )
 
-    async def _produce_rows(self, request: dict[str, Any]) -> int | None:
+    async def _produce_rows(self, request: ImportRequested) -> int | None:
         """Every row on ``bulk.records``; the row count, or None when handed over."""
-        references = await self._reference_types(request["tenant_id"])
+        references = await self._reference_types(request.tenant_id)
         source, closer = await asyncio.to_thread(self._open, request, references)
         in_flight: list[asyncio.Task[None]] = []
-        pace = Backpressure(self._config.libpq_url, request["job_id"], self._config.max_rows_ahead)
+        pace = Backpressure(self._config.libpq_url, request.job_id, self._config.max_rows_ahead)
         try:
             while True:
                 if self._should_hand_over():
@@ -343,15 +332,15 @@ class ImportRunner:
             await asyncio.to_thread(closer.close)
 
     def _open(
-        self, request: Mapping[str, Any], references: Mapping[str, frozenset[str]]
+        self, request: ImportRequested, references: Mapping[str, frozenset[str]]
     ) -> tuple[ChunkSource, contextlib.ExitStack]:
         stack = contextlib.ExitStack()
         try:
-            definition = self._registry.get(request["entity"])
-            path = _inside(self._config.file_dir, request["path"])
+            definition = self._registry.get(request.entity)
+            path = _inside(self._config.file_dir, request.path)
             options = read_options_of(request)
             table = stack.enter_context(open_rows(path, options, self._config.caps))
-            router = router_for(definition, table, options, request["field_mappings"], references)
+            router = router_for(definition, table, options, request.field_mappings, references)
         except UnreadableFile as exc:
             stack.close()
             raise ImportFailed(str(exc)) from exc
@@ -362,14 +351,14 @@ class ImportRunner:
             ) from exc
         except Exception as exc:
             stack.close()
-            log.exception("import %s: the file cannot be opened", request["job_id"])
+            log.exception("import %s: the file cannot be opened", request.job_id)
             raise ImportFailed(f"The file cannot be read: {exc}") from exc
         branch = str(definition.avro_schema["name"])
         source = ChunkSource(
             request,
             table,
             router,
-            self._codecs.records,
+            self._topics.records.encode,
             self._config.partitions,
             branch,
             self._config.max_message_bytes,
@@ -377,50 +366,29 @@ class ImportRunner:
         return source, stack
 
     async def _send(self, chunk: Chunk) -> None:
+        records = self._topics.records
         await self._producer.send_all(
-            OutgoingMessage(self._config.records_topic, payload, None, partition=partition)
-            for partition, payload in chunk.messages
+            records.encoded(payload, None, partition) for partition, payload in chunk.messages
         )
 
-    async def _hand_over(self, request: dict[str, Any], source: ChunkSource) -> None:
+    async def _hand_over(self, request: ImportRequested, source: ChunkSource) -> None:
         """Re-publish the event so the partition's next owner resumes where this one stopped."""
-        resume = {**request, "resume_chunk": max(request["resume_chunk"], source.chunks_done)}
-        log.info("import %s handed over at chunk %s", request["job_id"], resume["resume_chunk"])
-        await self._producer.send_all(
-            [
-                OutgoingMessage(
-                    self._config.imports_topic,
-                    self._codecs.imports.encode(resume),
-                    request["job_id"].encode(),
-                )
-            ]
-        )
+        resume = request.resumed_at(source.chunks_done)
+        log.info("import %s handed over at chunk %s", request.job_id, resume.resume_chunk)
+        await self._producer.send_all([self._topics.imports.message(resume, request.job_id)])
 
     async def _job_status(self, job_id: str) -> JobStatus | None:
         async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:
             job = await job_store.job_row(conn, job_id)
         return job.status if job else None
 
-    async def _finish(self, request: Mapping[str, Any], change: Callable[[Any], Any]) -> None:
+    async def _finish(self, request: ImportRequested, change: Callable[[Any], Any]) -> None:
         """Change the job row, then nudge the aggregator to re-evaluate (and publish) it."""
         async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:
             await change(conn)
             await conn.commit()
-        nudge = {
-            "job_id": request["job_id"],
-            "tenant_id": request["tenant_id"],
-            "total": 0,
-            "part_id": "import",
-        }
-        await self._producer.send_all(
-            [
-                OutgoingMessage(
-                    self._config.progress_topic,
-                    self._codecs.progress.encode(nudge),
-                    request["job_id"].encode(),
-                )
-            ]
-        )
+        nudge = JobProgressed.nudge(request.job_id, request.tenant_id, "import")
+        await self._producer.send_all([self._topics.progress.message(nudge, request.job_id)])
 
 
 def _next_chunk(source: ChunkSource) -> Chunk | None:
@@ -451,9 +419,6 @@ def import_config(settings: Settings, max_message_bytes: int) -> ImportConfig:
         file_dir=settings.file_dir,
         caps=ZipCaps(settings.zip_max_uncompressed_bytes, settings.zip_max_ratio),
         partitions=settings.partitions,
-        records_topic=settings.topics.records,
-        progress_topic=settings.topics.progress,
-        imports_topic=settings.topics.imports,
         libpq_url=settings.libpq_url,
         max_rows_ahead=settings.import_max_rows_ahead,
         max_message_bytes=max_message_bytes,
@@ -475,14 +440,14 @@ class ImportStage:
             if request is not None:
                 await self._runner.run(request)
 
-    async def _decoded(self, delivery: Delivery) -> dict[str, Any] | None:
+    async def _decoded(self, delivery: Delivery) -> ImportRequested | None:
         try:
             request = self._runner.decode(delivery.value)
         except UndecodableMessage as error:
             await self._dead_letters.send(delivery, error.reason, error.detail)
             return None
         try:
-            uuid.UUID(str(request["job_id"]))
+            uuid.UUID(request.job_id)
         except ValueError:
             await self._dead_letters.send(delivery, "invalid-import", "job_id is not a UUID")
             return None
@@ -492,7 +457,7 @@ class ImportStage:
         """An import event that kept failing ends its job."""
         try:
             request = self._runner.decode(delivery.value)
-            job_id = str(uuid.UUID(str(request["job_id"])))
+            job_id = str(uuid.UUID(request.job_id))
         except (UndecodableMessage, ValueError):
             return
         await self._runner.fail(job_id, f"the import failed repeatedly: {reason}")

@@ -16,14 +16,16 @@ from typing import Any
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer
+from bulk_ingest.topics import Topic
 from domain.codec import UndecodableMessage
 from domain.entities import EntityRegistry
-from domain.outcomes import PendingRecord, RecordFailure
+from domain.messages import RecordBatch
+from domain.outcomes import PendingRecord
 from domain.text import storable
 from storage.jobs import JobRow
 from storage.ledger import UnprocessedRecord
 from storage.persist import BatchPart, BatchPersister
-from streams.events import Announcer, Codecs
+from streams.events import Announcer
 from streams.unprocessed import UnprocessedRecords
 
 log = logging.getLogger("bulk_ingest.persist")
@@ -34,36 +36,20 @@ class InjectedFault(RuntimeError):
 
 
 def pending_records(batch: Mapping[str, Any]) -> list[PendingRecord]:
-    records = []
-    for routed in batch["records"]:
-        error = routed["error"]
-        records.append(
-            PendingRecord(
-                job_id=batch["job_id"],
-                tenant_id=batch["tenant_id"],
-                entity=batch["entity"],
-                operation=batch["operation"],
-                index=routed["index"],
-                key=routed["key"],
-                record=routed["record"],
-                failure=RecordFailure.from_avro(error) if error else None,
-                line=routed["line"],
-                source=routed.get("source"),
-            )
-        )
-    return records
+    """The records of a decoded ``RecordBatch`` datum."""
+    return RecordBatch.from_avro(batch).pending_records()
 
 
-def batch_problem(batch: Mapping[str, Any], registry: EntityRegistry) -> str | None:
-    """Why a decoded ``RecordBatch`` cannot be persisted (our own stages never send one)."""
-    for name in ("job_id", "tenant_id"):
+def batch_problem(batch: RecordBatch, registry: EntityRegistry) -> str | None:
+    """Why a decoded batch cannot be persisted (our own stages never send one)."""
+    for name, value in (("job_id", batch.job_id), ("tenant_id", batch.tenant_id)):
         try:
-            uuid.UUID(str(batch[name]))
+            uuid.UUID(value)
         except ValueError:
-            return f"{name} {str(batch[name])[:60]!r} is not a UUID"
-    if batch["entity"] not in registry:
-        return f"entity {str(batch['entity'])[:60]!r} is unknown"
-    if not batch["part_id"] or any(r["index"] < 0 for r in batch["records"]):
+            return f"{name} {value[:60]!r} is not a UUID"
+    if batch.entity not in registry:
+        return f"entity {batch.entity[:60]!r} is unknown"
+    if not batch.part_id or any(r["index"] < 0 for r in batch.records):
         return "the batch has no part id or a negative record index"
     return None
 
@@ -74,7 +60,7 @@ class PersistStage:
     def __init__(
         self,
         registry: EntityRegistry,
-        codecs: Codecs,
+        records: Topic[RecordBatch],
         producer: AsyncProducer,
         dead_letters: DeadLetterQueue,
         persister: BatchPersister,
@@ -83,7 +69,7 @@ class PersistStage:
         fault_injection_key: str = "",
     ) -> None:
         self._registry = registry
-        self._codecs = codecs
+        self._records = records
         self._producer = producer
         self._dead_letters = dead_letters
         self._persister = persister
@@ -98,13 +84,13 @@ class PersistStage:
             batch = await self._decoded(delivery)
             if batch is not None:
                 parts.setdefault(
-                    (batch["job_id"], batch["part_id"]),
+                    (batch.job_id, batch.part_id),
                     BatchPart(
-                        batch["job_id"],
-                        batch["tenant_id"],
-                        batch["part_id"],
-                        batch["total"],
-                        pending_records(batch),
+                        batch.job_id,
+                        batch.tenant_id,
+                        batch.part_id,
+                        batch.total,
+                        batch.pending_records(),
                     ),
                 )
         if not parts:
@@ -133,9 +119,9 @@ class PersistStage:
             (time.perf_counter() - stored) * 1000,
         )
 
-    async def _decoded(self, delivery: Delivery) -> dict[str, Any] | None:
+    async def _decoded(self, delivery: Delivery) -> RecordBatch | None:
         try:
-            batch = self._codecs.records.decode(delivery.value)
+            batch = self._records.decode(delivery.value)
         except UndecodableMessage as error:
             await self._dead_letters.send(delivery, error.reason, error.detail)
             return None
@@ -154,7 +140,7 @@ class PersistStage:
     async def after_dead_letter(self, delivery: Delivery, reason: str) -> None:
         """A batch that kept failing: its records fail, if its job agrees with it."""
         try:
-            batch = self._codecs.records.decode(delivery.value)
+            batch = self._records.decode(delivery.value)
         except UndecodableMessage:
             return
         if batch_problem(batch, self._registry) is not None:
@@ -162,17 +148,13 @@ class PersistStage:
 
         def agrees(job: JobRow) -> bool:
             same = (job.tenant_id, job.entity, job.operation) == (
-                batch["tenant_id"],
-                batch["entity"],
-                batch["operation"],
+                batch.tenant_id,
+                batch.entity,
+                batch.operation,
             )
-            total_known = batch["total"] == job.total or (
-                batch["total"] == 0 and job.source == "file"
-            )
+            total_known = batch.total == job.total or (batch.total == 0 and job.source == "file")
             return same and total_known
 
-        records = [
-            UnprocessedRecord(r["index"], storable(r["key"]), None) for r in batch["records"]
-        ]
+        records = [UnprocessedRecord(r["index"], storable(r["key"]), None) for r in batch.records]
         text = f"was not processed: its record batch was dead-lettered ({storable(reason)[:300]})"
-        await self._unprocessed.fail_records(batch["job_id"], agrees, records, text, str(delivery))
+        await self._unprocessed.fail_records(batch.job_id, agrees, records, text, str(delivery))

@@ -21,8 +21,9 @@ from fastavro.validation import validate as avro_valid
 
 from domain.chunks import RequestChunk
 from domain.entities import EntityDefinition, EntityRegistry
+from domain.messages import BatchHeader, RecordBatch, RoutedRecord
 from domain.outcomes import RecordFailure
-from domain.routing import encode_parts, partition_for, routing_key
+from domain.routing import partition_for, routing_key
 from domain.semantics import semantic_error
 from domain.text import storable
 from domain.validation import record_basic_failure, to_avro_record
@@ -43,8 +44,8 @@ def routed_record(
     index: int,
     record: object,
     reference_types: Mapping[str, frozenset[str]],
-) -> dict[str, Any]:
-    """One record as the persist stage takes it (``RoutedRecord`` without the union branch)."""
+) -> RoutedRecord:
+    """One record as the persist stage takes it (without the union branch named)."""
     failure = None
     basic = record_basic_failure(definition, record, index)
     if basic is not None:
@@ -85,31 +86,26 @@ def route_chunk(
     chunk: RequestChunk,
     reference_types: Mapping[str, frozenset[str]],
     partitions: int,
-    encode: Callable[[Mapping[str, Any]], bytes],
+    encode: Callable[[RecordBatch], bytes],
     max_message_bytes: int,
 ) -> list[RoutedBatch]:
     """Split one (envelope-checked) request chunk by the partition that owns each record."""
     definition = registry.get(chunk.entity)
-    by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    by_partition: dict[int, list[RoutedRecord]] = defaultdict(list)
     for offset, record in enumerate(chunk.records):
         index = chunk.first_index + offset
         routed = routed_record(definition, index, record, reference_types)
         key = routing_key(chunk.tenant_id, chunk.entity, routed["key"], index)
         by_partition[partition_for(key, partitions)].append(routed)
     branch = str(definition.avro_schema["name"])  # fastavro's parsed schema: the full name
-    header = {
-        "job_id": chunk.job_id,
-        "tenant_id": chunk.tenant_id,
-        "entity": chunk.entity,
-        "operation": chunk.operation.value,
-        "total": chunk.total,
-    }
+    header = BatchHeader(
+        chunk.job_id, chunk.tenant_id, chunk.entity, chunk.operation.value, chunk.total
+    )
     return [
         RoutedBatch(partition, part_id, payload)
         for partition, records in sorted(by_partition.items())
-        for part_id, payload in encode_parts(
+        for part_id, payload in header.encoded_parts(
             encode,
-            header,
             f"{chunk.chunk_index}:{partition}",
             [_with_branch(r, branch) for r in records],
             max_message_bytes,
@@ -117,7 +113,7 @@ def route_chunk(
     ]
 
 
-def _with_branch(routed: dict[str, Any], branch: str) -> dict[str, Any]:
+def _with_branch(routed: RoutedRecord, branch: str) -> RoutedRecord:
     """Name the union branch explicitly: faster than fastavro guessing, and unambiguous."""
     if routed["record"] is not None:
         return {**routed, "record": (branch, routed["record"])}

@@ -16,16 +16,17 @@ from dataclasses import dataclass
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.topics import Topic
 from domain.chunks import InvalidChunk, RequestChunk, job_mismatch, parse_chunk
 from domain.codec import UndecodableMessage
 from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry
+from domain.messages import BulkRequestChunk, RecordBatch
 from domain.text import storable
 from domain.validation import record_key
 from storage.chunks import Verdict, admit_chunk, identity_of
 from storage.connection import StageConnection
 from storage.jobs import JobRow
 from storage.ledger import UnprocessedRecord
-from streams.events import Codecs
 from streams.unprocessed import UnprocessedRecords
 from streams.validate import kept_record, route_chunk
 
@@ -35,7 +36,6 @@ REFERENCE_TTL_SECONDS = 30.0
 
 @dataclass(frozen=True)
 class ValidateConfig:
-    records_topic: str
     partitions: int
     max_job_records: int
     max_message_bytes: int
@@ -71,7 +71,8 @@ class ValidateStage:
         self,
         config: ValidateConfig,
         registry: EntityRegistry,
-        codecs: Codecs,
+        requests: Topic[BulkRequestChunk],
+        records: Topic[RecordBatch],
         producer: AsyncProducer,
         dead_letters: DeadLetterQueue,
         connection: StageConnection,
@@ -80,7 +81,8 @@ class ValidateStage:
     ) -> None:
         self._config = config
         self._registry = registry
-        self._codecs = codecs
+        self._requests = requests
+        self._records = records
         self._producer = producer
         self._dead_letters = dead_letters
         self._connection = connection
@@ -126,23 +128,17 @@ class ValidateStage:
             chunk,
             references,
             self._config.partitions,
-            self._codecs.records.encode,
+            self._records.encode,
             self._config.max_message_bytes,
         )
         return [
-            OutgoingMessage(
-                self._config.records_topic,
-                batch.payload,
-                chunk.job_id.encode(),
-                partition=batch.partition,
-            )
-            for batch in batches
+            self._records.encoded(batch.payload, chunk.job_id, batch.partition) for batch in batches
         ]
 
     async def _parsed(self, delivery: Delivery) -> RequestChunk | None:
         """The chunk, or None once an unusable one has been dead-lettered (and its job told)."""
         try:
-            decoded = self._codecs.requests.decode(delivery.value)
+            decoded = self._requests.datum(delivery.value)  # public: parse_chunk checks it
         except UndecodableMessage as error:
             await self._dead_letters.send(delivery, error.reason, error.detail)
             return None
@@ -160,7 +156,7 @@ class ValidateStage:
     async def after_dead_letter(self, delivery: Delivery, reason: str) -> None:
         """A chunk that kept failing: its records fail, if its job agrees with it."""
         try:
-            decoded = self._codecs.requests.decode(delivery.value)
+            decoded = self._requests.datum(delivery.value)
             chunk = parse_chunk(decoded, self._registry, self._config.max_job_records)
         except (UndecodableMessage, InvalidChunk):
             return

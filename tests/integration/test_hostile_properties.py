@@ -19,6 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from bulk_ingest.topics import Codecs
 from domain.entities import (
     EntityDefinition,
     EntityRegistry,
@@ -32,7 +33,7 @@ from domain.outcomes import PendingRecord
 from domain.validation import basic_record_errors, to_avro_record
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
-from streams.events import Announcer, Codecs
+from streams.events import Announcer
 from streams.persist_stage import pending_records
 from tests.support.jobs import tenant_with_a_live_job
 

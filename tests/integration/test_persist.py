@@ -11,6 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from bulk_ingest.topics import Codecs
 from domain.entities import EntityRegistry, default_schemas_dir
 from domain.jobs import RecordStatus
 from domain.outcomes import PendingRecord, RecordFailure
@@ -18,7 +19,7 @@ from domain.validation import to_avro_record
 from storage import ledger
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister, PersistedBatch
-from streams.events import Announcer, Codecs
+from streams.events import Announcer
 from tests.support.jobs import tenant_with_a_live_job
 from tests.support.records import customer
 

@@ -9,13 +9,14 @@ import uuid
 import psycopg
 
 from bulk_ingest.kafka import AsyncProducer
+from bulk_ingest.topics import Codecs
 from domain.entities import EntityRegistry, default_schemas_dir
 from domain.errors import ErrorCode
 from domain.outcomes import PendingRecord
 from domain.validation import to_avro_record
 from storage.entity_rows import EntityTableMap
 from storage.persist import BatchPart, BatchPersister
-from streams.events import Announcer, Codecs
+from streams.events import Announcer
 from streams.unprocessed import UnprocessedRecords
 from tests.support.jobs import tenant_with_a_live_job
 from tests.support.records import customer
