@@ -1,0 +1,313 @@
+"""Side by side: a 50,000-record upsert job here and Kafka Connect's JDBC sink, in one run.
+
+    .venv/bin/python -m bench.bench_peer --peer-dir ../shared/peer-bench [--records 50000]
+        [--pairs 3] [--sync-records 1000] [--keep-peer]
+
+Starts both sides: the peer with its own ``setup.sh`` (its Kafka, Kafka Connect and PostgreSQL on
+ports 29092/28083/25432) and this service with ``bulk-ingest up`` (its own database, topics and
+consumer group, gateway on 18603). Then one discarded warm-up each, and ``--pairs`` pairs, peer
+first, each side run while the other is paused with SIGSTOP (every process of it, the JVMs and
+the database included, so its idle work takes no CPU) and given a few seconds to settle after
+SIGCONT (our consumer groups stable, a one-record sync job through). Every run prints its
+records/s, its COPY baseline and the load average.
+
+Ours: ``POST /api/v1/customers/bulk/async`` with ``"operation": "upsert"`` and fresh keys (as the
+peer upserts fresh keys); the clock starts when the request starts (its body is serialised
+before, as the peer serialises its messages before) and stops when ``GET /jobs/{id}`` first
+says ``COMPLETED``. The peer: its ``run.sh N`` (clock from the first produce to ``count(*) = N``).
+
+Also, per our run, the CPU each process spent per record (µs, from /proc) — the budget table —
+and, per pair, a sync call of ``--sync-records``. The headline is the ratio of the medians; it
+is never printed from a run without the peer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.ab import REPO, STATE, Version, load, wait_healthy
+from bench.common import copy_floor, customer_records, machine, record_copy_rows
+from bench.processes import Side, command_line, environment, listening_pid
+from bulk_ingest.settings import load_settings
+
+PEER_LINE = re.compile(r"^peer (\d+) records: ([\d.]+) s = ([\d,]+) records/s", re.M)
+PEER_COPY = re.compile(r"^copy (\d+) rows: ([\d.]+) s = ([\d,]+) rows/s", re.M)
+PEER_PORTS = {"Kafka": 29092, "Kafka Connect": 28083, "PostgreSQL": 25432}
+OURS_PORT = 18603
+SETTLE_SECONDS = 3.0
+
+
+@dataclass
+class Figures:
+    rates: list[float] = field(default_factory=list)
+    copies: list[float] = field(default_factory=list)  # COPY rows/s of the same run
+    accepts: list[float] = field(default_factory=list)
+    syncs: list[float] = field(default_factory=list)
+    cpu: list[dict[str, float]] = field(default_factory=list)  # µs of CPU per record, by role
+
+
+class Peer:
+    def __init__(self, directory: Path) -> None:
+        missing = [n for n in ("setup.sh", "run.sh", "peer.py") if not (directory / n).is_file()]
+        if missing:
+            raise SystemExit(
+                f"--peer-dir {directory}: not the peer benchmark ({', '.join(missing)} missing); "
+                "it is ../shared/peer-bench beside the project checkout"
+            )
+        self.directory = directory
+        self.side = Side("peer", PEER_PORTS)
+
+    def setup(self) -> None:
+        print("peer: setup.sh (about 50 s from nothing, 1 s when up)", flush=True)
+        subprocess.run(["bash", "setup.sh"], cwd=self.directory, check=True, capture_output=True)
+
+    def run(self, records: int) -> tuple[float, float]:
+        """(records/s, COPY rows/s) of one ``run.sh``."""
+        done = subprocess.run(
+            ["bash", "run.sh", str(records)],
+            cwd=self.directory,
+            capture_output=True,
+            text=True,
+        )
+        found, copied = PEER_LINE.search(done.stdout), PEER_COPY.search(done.stdout)
+        if done.returncode != 0 or not found or not copied:
+            raise SystemExit(f"peer run failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return _number(found.group(3)), _number(copied.group(3))
+
+    def teardown(self) -> None:
+        subprocess.run(["bash", "teardown.sh"], cwd=self.directory, capture_output=True)
+
+
+class Ours:
+    def __init__(self) -> None:
+        self.version = Version("peer-side", REPO, OURS_PORT)
+        self.env = self.version.environment()
+        self.settings = load_settings(self.env)
+        self.base = f"http://127.0.0.1:{OURS_PORT}"
+        self.service: subprocess.Popen[bytes] | None = None
+        self.api_key = ""
+        self.side = Side(
+            "ours", {"Kafka": self.settings_kafka_port(), "PostgreSQL": self.settings_pg_port()}
+        )
+
+    def settings_kafka_port(self) -> int:
+        return int(self.settings.kafka_bootstrap.rsplit(":", 1)[1])
+
+    def settings_pg_port(self) -> int:
+        return int(self.settings.libpq_url.rsplit(":", 1)[1].split("/", 1)[0])
+
+    def start(self) -> None:
+        STATE.mkdir(parents=True, exist_ok=True)
+        log = (STATE / "peer-side-up.log").open("ab")
+        self.service = subprocess.Popen(
+            [sys.executable, "-m", "bulk_ingest.cli", "up"],
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.side.roots = [self.service.pid]
+        wait_healthy(OURS_PORT, self.service)
+        self.api_key = _tenant_key(self.env)
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.side.resume()
+            subprocess.run(["kill", "-INT", f"-{self.service.pid}"], check=False)
+            self.service.wait(60)
+
+    def roles(self) -> dict[int, str]:
+        roles = {
+            pid: label for label, port in self.side.ports.items() if (pid := listening_pid(port))
+        }
+        assert self.service is not None
+        for pid in self.side.pids():
+            cmd = command_line(pid)
+            if len(cmd) > 3 and cmd[1:3] == ["-m", "bulk_ingest.cli"] and cmd[3] != "up":
+                roles[pid] = environment(pid).get("BULK_INGEST_WORKER_ID", cmd[3])
+        return roles
+
+    def settle(self) -> None:
+        """After SIGCONT: the group may rebalance (its sessions timed out while paused)."""
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                self.sync_call(customer_records(1, f"w{uuid.uuid4().hex[:6]}"))
+                break
+            except (OSError, AssertionError):
+                time.sleep(0.5)
+        time.sleep(SETTLE_SECONDS)
+
+    def run(self, records: int) -> tuple[float, float, float, dict[str, float]]:
+        """(records/s from request start to terminal, COPY rows/s, seconds to 202, CPU µs per
+        record by role) of one upsert job of fresh records."""
+        batch = customer_records(records, f"p{uuid.uuid4().hex[:8]}")
+        copy_s = copy_floor(self.settings, list(record_copy_rows(batch)))
+        body = json.dumps({"operation": "upsert", "records": batch}).encode()
+        roles = self.roles()
+        cpu_before = self.side.cpu_by_role(roles)
+        started = time.perf_counter()
+        status, job = self._call("POST", "/api/v1/customers/bulk/async", body)
+        accepted = time.perf_counter()
+        assert status == 202, job
+        while job["status"] != "COMPLETED":
+            assert job["status"] in ("PENDING", "READY", "STARTED"), job
+            time.sleep(0.02)
+            _, job = self._call("GET", f"/api/v1/jobs/{job['job_id']}")
+        finished = time.perf_counter()
+        cpu_after = self.side.cpu_by_role(roles)
+        assert job["successful"] == records, job
+        cpu = {
+            role: (cpu_after.get(role, 0.0) - cpu_before.get(role, 0.0)) * 1e6 / records
+            for role in sorted(set(cpu_after) | set(cpu_before))
+        }
+        return records / (finished - started), records / copy_s, accepted - started, cpu
+
+    def sync_call(self, batch: list[dict[str, object]]) -> float:
+        body = json.dumps({"operation": "upsert", "records": batch}).encode()
+        started = time.perf_counter()
+        status, job = self._call("POST", "/api/v1/customers/bulk", body)
+        assert status == 200 and job["status"] == "COMPLETED", (status, job.get("status"))
+        return time.perf_counter() - started
+
+    def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+        request = urllib.request.Request(
+            self.base + path,
+            data=body,
+            method=method,
+            headers={
+                "Authorization": f"Bearer {self.api_key}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=120) as answer:
+            return answer.status, json.loads(answer.read())
+
+
+def _tenant_key(env: dict[str, str]) -> str:
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bulk_ingest.cli",
+            "tenants",
+            "create",
+            f"peer-{uuid.uuid4().hex[:6]}",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return str(json.loads(made.stdout)["api_key"])
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def turn_peer(peer: Peer, ours: Ours, records: int, into: Figures | None) -> None:
+    ours.side.pause()
+    peer.side.resume()
+    time.sleep(SETTLE_SECONDS)
+    rate, copy_rate = peer.run(records)
+    print(
+        f"peer {rate:9,.0f} records/s  | COPY {copy_rate:9,.0f} rows/s | load {load()}", flush=True
+    )
+    if into is not None:
+        into.rates.append(rate)
+        into.copies.append(copy_rate)
+
+
+def turn_ours(peer: Peer, ours: Ours, records: int, sync: int, into: Figures | None) -> None:
+    peer.side.pause()
+    ours.side.resume()
+    ours.settle()
+    rate, copy_rate, accept_s, cpu = ours.run(records)
+    sync_s = ours.sync_call(customer_records(sync, f"s{uuid.uuid4().hex[:6]}"))
+    print(
+        f"ours {rate:9,.0f} records/s  | COPY {copy_rate:9,.0f} rows/s | 202 in {accept_s:.2f} s"
+        f" | sync {sync} in {sync_s:.3f} s | load {load()}",
+        flush=True,
+    )
+    print("     CPU µs/record: " + ", ".join(f"{k} {v:.0f}" for k, v in cpu.items()), flush=True)
+    if into is not None:
+        into.rates.append(rate)
+        into.copies.append(copy_rate)
+        into.accepts.append(accept_s)
+        into.syncs.append(sync_s)
+        into.cpu.append(cpu)
+
+
+def summary(peer: Figures, ours: Figures, records: int) -> None:
+    ratio = statistics.median(ours.rates) / statistics.median(peer.rates)
+    print(f"\n{records:,} records, {len(ours.rates)} pairs; {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(
+        f"peer  median {statistics.median(peer.rates):9,.0f} records/s "
+        f"(COPY {statistics.median(peer.copies):,.0f} rows/s)"
+    )
+    print(
+        f"ours  median {statistics.median(ours.rates):9,.0f} records/s "
+        f"(COPY {statistics.median(ours.copies):,.0f} rows/s); 202 in "
+        f"{statistics.median(ours.accepts):.2f} s; sync in {statistics.median(ours.syncs):.3f} s"
+    )
+    print(f"ours / peer (ratio of the medians): {ratio:.2f}x")
+    print(
+        f"ours / COPY: {statistics.median(ours.rates) / statistics.median(ours.copies):.3f}; "
+        f"peer / COPY: {statistics.median(peer.rates) / statistics.median(peer.copies):.3f}"
+    )
+    roles = sorted({role for cpu in ours.cpu for role in cpu})
+    medians = {role: statistics.median(cpu.get(role, 0.0) for cpu in ours.cpu) for role in roles}
+    print(
+        "CPU µs/record (median): "
+        + ", ".join(f"{r} {v:.0f}" for r, v in medians.items())
+        + f"; total {sum(medians.values()):.0f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--peer-dir", type=Path, required=True)
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--sync-records", type=int, default=1_000)
+    parser.add_argument("--keep-peer", action="store_true", help="leave the peer running")
+    args = parser.parse_args()
+    peer = Peer(args.peer_dir.resolve())
+    print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
+    peer.setup()
+    ours = Ours()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    try:
+        ours.start()
+        print("warm-up (discarded):", flush=True)
+        turn_peer(peer, ours, args.records, None)
+        turn_ours(peer, ours, args.records, args.sync_records, None)
+        peer_figures, our_figures = Figures(), Figures()
+        for pair in range(1, args.pairs + 1):
+            print(f"pair {pair}:", flush=True)
+            turn_peer(peer, ours, args.records, peer_figures)
+            turn_ours(peer, ours, args.records, args.sync_records, our_figures)
+        summary(peer_figures, our_figures, args.records)
+    finally:
+        peer.side.resume()
+        ours.stop()
+        if not args.keep_peer:
+            peer.teardown()
+
+
+if __name__ == "__main__":
+    main()
