@@ -26,6 +26,7 @@ from domain.errors import ApiError, ErrorCode, InvalidInput
 from domain.job_view import API_PREFIX, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BulkRequestChunk
+from domain.routing import chunk_partition
 from domain.validation import to_avro_record
 from storage import jobs as job_store
 from storage import ledger
@@ -132,7 +133,11 @@ def chunk_messages(
         source=job.source,
         chunk_records=services.settings.publish_chunk_records,
     )
-    return [requests.encoded(payload, job.job_id) for payload in payloads]
+    partitions = services.settings.partitions
+    return [
+        requests.encoded(payload, job.job_id, chunk_partition(job.job_id, index, partitions))
+        for index, payload in enumerate(payloads)
+    ]
 
 
 def request_chunks(

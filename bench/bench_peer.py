@@ -24,7 +24,9 @@ is never printed from a run without the peer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import re
 import signal
 import statistics
@@ -46,6 +48,8 @@ PEER_COPY = re.compile(r"^copy (\d+) rows: ([\d.]+) s = ([\d,]+) rows/s", re.M)
 PEER_PORTS = {"Kafka": 29092, "Kafka Connect": 28083, "PostgreSQL": 25432}
 OURS_PORT = 18603
 SETTLE_SECONDS = 3.0
+POLL_SECONDS = 0.1
+"""How often our job is polled: as often as the peer counts its rows."""
 
 
 @dataclass
@@ -123,10 +127,21 @@ class Ours:
         self.api_key = _tenant_key(self.env)
 
     def stop(self) -> None:
+        """Stop the service, then its stack (Kafka and PostgreSQL), as ``bench.ab`` does."""
         if self.service is not None:
             self.side.resume()
-            subprocess.run(["kill", "-INT", f"-{self.service.pid}"], check=False)
-            self.service.wait(60)
+            for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.service.pid, signum)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.service.wait(30)
+                    break
+        subprocess.run(
+            [sys.executable, "-m", "bulk_ingest.cli", "stack", "down"],
+            cwd=REPO,
+            env=self.env,
+            capture_output=True,
+        )
 
     def roles(self) -> dict[int, str]:
         roles = {
@@ -136,7 +151,8 @@ class Ours:
         for pid in self.side.pids():
             cmd = command_line(pid)
             if len(cmd) > 3 and cmd[1:3] == ["-m", "bulk_ingest.cli"] and cmd[3] != "up":
-                roles[pid] = environment(pid).get("BULK_INGEST_WORKER_ID", cmd[3])
+                worker = environment(pid).get("BULK_INGEST_WORKER_ID", "worker")
+                roles[pid] = worker if cmd[3] == "worker" else cmd[3]
         return roles
 
     def settle(self) -> None:
@@ -164,7 +180,7 @@ class Ours:
         assert status == 202, job
         while job["status"] != "COMPLETED":
             assert job["status"] in ("PENDING", "READY", "STARTED"), job
-            time.sleep(0.02)
+            time.sleep(POLL_SECONDS)
             _, job = self._call("GET", f"/api/v1/jobs/{job['job_id']}")
         finished = time.perf_counter()
         cpu_after = self.side.cpu_by_role(roles)

@@ -23,6 +23,8 @@ from typing import Any, cast
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from domain.avro_compiled import compile_codec
+
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
 
@@ -62,8 +64,19 @@ class AvroCodec:
             self._by_fingerprint[framed] = WriterSchema(version, parsed, framed)
         self.latest = max(self._by_fingerprint.values(), key=lambda w: w.version)
         self._header = MAGIC + self.latest.fingerprint
+        self._compiled_encode, self._compiled_decode = compile_codec(self.latest.parsed)
 
     def encode(self, datum: Mapping[str, Any]) -> bytes:
+        """The framed payload; compiled code writes it unless fastavro must decide
+        (:mod:`domain.avro_compiled`)."""
+        out = bytearray(self._header)
+        try:
+            self._compiled_encode(datum, out)
+            return bytes(out)
+        except Exception:  # not the compiled path's to answer: fastavro encodes or refuses
+            return self._fastavro_encode(datum)
+
+    def _fastavro_encode(self, datum: Mapping[str, Any]) -> bytes:
         buffer = io.BytesIO()
         buffer.write(self._header)
         schemaless_writer(buffer, self.latest.parsed, datum)
@@ -71,6 +84,15 @@ class AvroCodec:
 
     def decode(self, payload: bytes) -> dict[str, Any]:
         writer = self.writer_of(payload)
+        if writer is self.latest:
+            try:
+                datum, _ = self._compiled_decode(bytes(payload), HEADER_SIZE)
+                return cast(dict[str, Any], datum)
+            except Exception:  # corrupt, or unusual: fastavro decodes or refuses
+                pass
+        return self._fastavro_decode(payload, writer)
+
+    def _fastavro_decode(self, payload: bytes, writer: WriterSchema) -> dict[str, Any]:
         try:
             body = io.BytesIO(memoryview(payload)[HEADER_SIZE:])
             # Resolution only when the writer is older: resolving a schema against itself is
