@@ -27,7 +27,7 @@ from domain.job_view import API_PREFIX, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BulkRequestChunk
 from domain.routing import chunk_partition
-from domain.validation import to_avro_record
+from domain.validation import encodable_record
 from storage import jobs as job_store
 from storage import ledger
 
@@ -169,7 +169,7 @@ def request_chunks(
             total=total,
             first_index=first,
             records=[
-                (branch, to_avro_record(definition, record))
+                (branch, encodable_record(definition, record))
                 for record in records[first : first + chunk_records]
             ],
             submitted_at=submitted_at,

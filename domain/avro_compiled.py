@@ -66,6 +66,8 @@ def read_long_tail(buf: bytes, pos: int, first: int) -> tuple[int, int]:
         pos += 1
         z |= (b & 0x7F) << shift
         if b < 0x80:
+            if z >> 64:  # beyond 64 bits: fastavro wraps it around, so it decides
+                raise Unsupported("varint beyond 64 bits")
             return (z >> 1) ^ -(z & 1), pos
         shift += 7
         if shift > 63:

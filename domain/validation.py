@@ -334,6 +334,43 @@ def to_avro_record(definition: EntityDefinition, record: Mapping[str, Any]) -> d
     return _avro_record(definition.record, record)
 
 
+def encodable_record(definition: EntityDefinition, record: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A validated record as the Avro encoder takes it: the record itself, unless a null must
+    become a field's default (:func:`to_avro_record`, a copy).
+
+    The encoder fills an absent field with its schema default and ignores nothing else a
+    validated record can hold (no unknown fields; an integer where a double goes writes the same
+    bytes), so the copy is needed only for a field that is not nullable but has a default and may
+    arrive as ``null`` (a product's ``active``). Copying every record cost the gateway a quarter
+    of its time before the ``202``.
+    """
+    if _needs_defaults(definition.record):
+        return to_avro_record(definition, record)
+    return record
+
+
+_NEEDS_DEFAULTS: dict[int, tuple[ValueSpec, bool]] = {}
+
+
+def _needs_defaults(spec: ValueSpec) -> bool:
+    known = _NEEDS_DEFAULTS.get(id(spec))
+    if known is None:
+        known = _NEEDS_DEFAULTS[id(spec)] = (spec, _any_non_null_default(spec))
+    return known[1]
+
+
+def _any_non_null_default(spec: ValueSpec) -> bool:
+    for field in spec.fields:
+        if field.default is not None and not field.value.nullable:
+            return True
+        value = field.value
+        while value.kind is ValueKind.ARRAY and value.items is not None:
+            value = value.items
+        if value.kind is ValueKind.RECORD and _any_non_null_default(value):
+            return True
+    return False
+
+
 def record_key(definition: EntityDefinition, record: object) -> str:
     """The record's key (``externalId`` for customers); ``""`` when it has none."""
     value = record.get(definition.key_field) if isinstance(record, Mapping) else None

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.pq import PipelineStatus, TransactionStatus
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 log = logging.getLogger("bulk_ingest.storage")
@@ -42,7 +42,9 @@ class StageConnection:
     async def get(self) -> psycopg.AsyncConnection[Any]:
         """The connection, for a new unit of work: never inside a transaction left open (a
         transaction block opened on it would only be a savepoint of that one)."""
-        if self._conn is None or self._conn.closed or self._conn.broken:
+        if self._conn is not None and not self._usable(self._conn):
+            await self.discard()
+        if self._conn is None:
             self._conn = await psycopg.AsyncConnection.connect(
                 self._url, autocommit=self._autocommit
             )
@@ -50,6 +52,18 @@ class StageConnection:
             log.warning("a transaction was left open on a stage connection; rolling it back")
             await self._conn.rollback()
         return self._conn
+
+    @staticmethod
+    def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
+        """False for a connection that is gone, or left in a state no rollback gets it out of:
+        still in pipeline mode (a server shut down mid-pipeline leaves it busy there, and every
+        retry would fail with "cannot exit pipeline mode while busy"), or of unknown status."""
+        if conn.closed or conn.broken:
+            return False
+        if conn.info.pipeline_status is not PipelineStatus.OFF:
+            log.warning("a stage connection was left in pipeline mode; replacing it")
+            return False
+        return conn.info.transaction_status is not TransactionStatus.UNKNOWN
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -64,9 +78,10 @@ class StageConnection:
 
     async def discard(self) -> None:
         """Drop the connection after a connection-level failure."""
-        if self._conn is not None:
-            await self._conn.close()
-        self._conn = None
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError):  # it is being dropped anyway
+                await conn.close()
 
     async def close(self) -> None:
         await self.discard()

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from domain.avro_compiled import _named_types, compile_codec
 from domain.codec import HEADER_SIZE, UndecodableMessage, load_codec, topic_keys
-from domain.entities import default_schemas_dir
+from domain.entities import EntityRegistry, default_schemas_dir
+from domain.validation import basic_record_errors, encodable_record, to_avro_record
 
 SCHEMAS = default_schemas_dir()
 FAMILIES = list(topic_keys(SCHEMAS))
@@ -132,3 +133,51 @@ def test_the_codec_falls_back_to_fastavro_for_what_it_does_not_compile(family: s
         assert codec.decode(payload) == fastavro_datum(parsed, payload[HEADER_SIZE:])
         with pytest.raises(UndecodableMessage):
             codec.decode(payload[:HEADER_SIZE] + b"\xff" * 3)
+
+
+REGISTRY = EntityRegistry.load(SCHEMAS)
+VALID_RECORDS = [
+    ("customers", {"externalId": "c-1", "firstName": "Ada", "lastName": "L"}),
+    (
+        "customers",
+        {
+            "externalId": "c-2",
+            "firstName": "Ada",
+            "lastName": "L",
+            "email": None,
+            "addresses": [{"type": "work", "line1": "1 St", "city": "X", "country": "GB"}],
+        },
+    ),
+    ("products", {"sku": "p-1", "name": "Pen", "price": 3, "currency": "EUR", "active": None}),
+    ("products", {"sku": "p-2", "name": "Ink", "price": 2.5, "currency": "EUR"}),
+]
+
+
+@pytest.mark.parametrize(("entity", "record"), VALID_RECORDS)
+def test_the_gateway_encodes_a_record_uncopied_to_the_bytes_of_its_avro_copy(
+    entity: str, record: dict[str, Any]
+) -> None:
+    definition = REGISTRY.get(entity)
+    assert basic_record_errors(definition, record, 0) == []
+    codec = CODECS["bulk.requests"]
+    branch = definition.avro_schema["name"]
+
+    def chunk(records: list[Any]) -> dict[str, Any]:
+        return {
+            "job_id": "j",
+            "tenant_id": "t",
+            "entity": entity,
+            "operation": "upsert",
+            "source": "api",
+            "webhook_url": None,
+            "chunk_index": 0,
+            "chunk_count": 1,
+            "total": 1,
+            "first_index": 0,
+            "records": records,
+            "submitted_at": datetime(2026, 12, 1, tzinfo=UTC),
+        }
+
+    uncopied = codec.encode(chunk([(branch, encodable_record(definition, record))]))
+    copied = codec.encode(chunk([(branch, to_avro_record(definition, record))]))
+    assert uncopied == copied
