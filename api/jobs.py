@@ -26,7 +26,6 @@ from domain.errors import ApiError, ErrorCode, InvalidInput
 from domain.job_view import API_PREFIX, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BulkRequestChunk
-from domain.routing import chunk_partition
 from domain.validation import encodable_record
 from storage import jobs as job_store
 from storage import ledger
@@ -133,11 +132,7 @@ def chunk_messages(
         source=job.source,
         chunk_records=services.settings.publish_chunk_records,
     )
-    partitions = services.settings.partitions
-    return [
-        requests.encoded(payload, job.job_id, chunk_partition(job.job_id, index, partitions))
-        for index, payload in enumerate(payloads)
-    ]
+    return [requests.encoded(payload, job.job_id) for payload in payloads]
 
 
 def request_chunks(

@@ -1,5 +1,5 @@
-"""Which partition of the records topic owns a record (one key, one partition, always), which
-partition of the requests topic takes a chunk, and record batches cut to a size Kafka takes."""
+"""Which partition of the records topic owns a record (one key, one partition, always), and
+record batches cut to a size Kafka takes."""
 
 from __future__ import annotations
 
@@ -16,12 +16,6 @@ def routing_key(tenant_id: str, entity: str, key: str | None, index: int) -> str
 def partition_for(key: str, partitions: int) -> int:
     """Stable across processes and Python versions (unlike ``hash()``)."""
     return zlib.crc32(key.encode()) % partitions
-
-
-def chunk_partition(job_id: str, chunk_index: int, partitions: int) -> int:
-    """The ``bulk.requests`` partition of one chunk of a job: consecutive chunks on consecutive
-    partitions, so every worker validates a share of a large job (the key stays the job id)."""
-    return (partition_for(job_id, partitions) + chunk_index) % partitions
 
 
 def encode_parts(

@@ -6,9 +6,9 @@ The chunk is then checked against the job row and against the chunks the job too
 arrived (the incomplete-job sweeper reads it).
 
 Two round trips, no lock on the job row: this is on the critical path of every job, and
-nothing needs one. The gateway spreads one job's chunks over the partitions (so both workers
-validate a large job) and external producers may too, so chunks of one job can be admitted at
-the same time by different workers: chunks that do not overlap (the gateway's) are each checked
+nothing needs one. The gateway keys one job's chunks by job id (one partition, one worker), but an
+external producer may partition as it likes, so chunks of one job can be admitted at the same
+time by different workers: chunks that do not overlap (the gateway's) are each checked
 and recorded on their own, and two overlapping ones admitted at once (a forged or broken
 producer) only make the persist stage reconcile through the ledger, which counts every record
 once. A job being ended concurrently makes a chunk it admitted harmless (the persist stage skips
