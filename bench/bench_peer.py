@@ -1,7 +1,7 @@
 """Side by side: a 50,000-record upsert job here and Kafka Connect's JDBC sink, in one run.
 
     .venv/bin/python -m bench.bench_peer --peer-dir ../shared/peer-bench [--records 50000]
-        [--pairs 3] [--sync-records 1000] [--keep-peer]
+        [--pairs 3] [--sync-records 1000] [--keep-peer] [--checkout DIR]
 
 Starts both sides: the peer with its own ``setup.sh`` (its Kafka, Kafka Connect and PostgreSQL on
 ports 29092/28083/25432) and this service with ``bulk-ingest up`` (its own database, topics and
@@ -94,8 +94,9 @@ class Peer:
 
 
 class Ours:
-    def __init__(self) -> None:
-        self.version = Version("peer-side", REPO, OURS_PORT)
+    def __init__(self, checkout: Path = REPO) -> None:
+        self.checkout = checkout
+        self.version = Version("peer-side", checkout, OURS_PORT)
         self.env = self.version.environment()
         self.settings = load_settings(self.env)
         self.base = f"http://127.0.0.1:{OURS_PORT}"
@@ -116,7 +117,7 @@ class Ours:
         log = (STATE / "peer-side-up.log").open("ab")
         self.service = subprocess.Popen(
             [sys.executable, "-m", "bulk_ingest.cli", "up"],
-            cwd=REPO,
+            cwd=self.checkout,
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -301,11 +302,14 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--sync-records", type=int, default=1_000)
     parser.add_argument("--keep-peer", action="store_true", help="leave the peer running")
+    parser.add_argument(
+        "--checkout", type=Path, default=REPO, help="run our side from this checkout (before/after)"
+    )
     args = parser.parse_args()
     peer = Peer(args.peer_dir.resolve())
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
     peer.setup()
-    ours = Ours()
+    ours = Ours(args.checkout.resolve())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         ours.start()
