@@ -3,10 +3,11 @@ first, and a write that comes too late is UNCHANGED."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from domain.jobs import RecordStatus
-from domain.outcomes import PendingRecord, StoredRow, decide_batch
+from domain.outcomes import PendingRecord, StoredRow, decide_batch, new_record_id
 
 KEY_FIELDS = {"customers": "externalId"}
 # Job ids whose alphabetical order is the opposite of their acceptance order.
@@ -71,3 +72,12 @@ def test_the_same_key_twice_in_one_insert_job_fails_the_later_record():
         (1, RecordStatus.CREATED),
         (4, RecordStatus.FAILED),
     ]
+
+
+def test_record_ids_are_random_version_4_uuids_in_canonical_form() -> None:
+    ids = [new_record_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
