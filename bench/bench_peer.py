@@ -200,6 +200,17 @@ class Ours:
         return time.perf_counter() - started
 
     def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+        return Client(self.base, self.api_key).call(method, path, body)
+
+
+@dataclass(frozen=True)
+class Client:
+    """One tenant's HTTP client of our gateway (urllib: a plain client, as users have)."""
+
+    base: str
+    api_key: str
+
+    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
         request = urllib.request.Request(
             self.base + path,
             data=body,
