@@ -51,8 +51,10 @@ MAX_BATCH_BYTES = MAX_MESSAGE_BYTES // 2
 """Record batches are cut to half the largest message Kafka takes here."""
 VALIDATE_BATCH = 8
 """Request chunks the validate stage takes at once (at most ~64 MiB of chunks in memory)."""
-VALIDATE_WAIT_SECONDS = 0.005
-"""How long it waits for more chunks: short, a sync request of one chunk is waiting."""
+VALIDATE_WAIT_SECONDS = 0.02
+"""How long it waits for more chunks: short, a sync request of one chunk is waiting — but not
+shorter, because Faust wakes the worker this often even when nothing arrives (an idle worker
+spent 9.2 % of a core at 5 ms, 4.4 % at 20 ms, 2.5 % at 50 ms; measured 2026-12-01)."""
 
 
 def delivery_of(event: Any) -> Delivery:
