@@ -176,7 +176,7 @@ def _encode(src: _Source, schema: Any, value: str) -> None:
     elif kind == "union":
         _encode_union(src, schema, value)
     else:
-        raise ValueError(f"no compiled encoder for Avro type {kind}")
+        raise Unsupported(f"no compiled encoder for Avro type {kind}")
 
 
 def _encode_blocks(src: _Source, items: Any, value: str, iterable: str, *, mapping: bool) -> None:
@@ -294,7 +294,7 @@ def _decode(src: _Source, schema: Any, target: str) -> None:
     elif kind == "union":
         _decode_union(src, schema, target)
     else:
-        raise ValueError(f"no compiled decoder for Avro type {kind}")
+        raise Unsupported(f"no compiled decoder for Avro type {kind}")
 
 
 def _decode_blocks(src: _Source, schema: Mapping[str, Any], target: str, *, mapping: bool) -> None:
@@ -359,7 +359,8 @@ def compile_codec(parsed: Any) -> tuple[Encoder, Decoder]:
 
     ``encode(datum, out)`` appends to a bytearray; ``decode(buf, pos)`` returns the datum and
     the position after it. Both raise (:class:`Unsupported` or any error) when fastavro should
-    decide instead.
+    decide instead. A schema with a type it does not compile (``bytes``, ``fixed``, ``float``;
+    none of ours) raises :class:`Unsupported` here, and its codec uses fastavro alone.
     """
     named = _named_types(parsed, {})
     writer = _Source(named)

@@ -23,7 +23,7 @@ from typing import Any, cast
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
-from domain.avro_compiled import compile_codec
+from domain.avro_compiled import Unsupported, compile_codec
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
@@ -64,7 +64,10 @@ class AvroCodec:
             self._by_fingerprint[framed] = WriterSchema(version, parsed, framed)
         self.latest = max(self._by_fingerprint.values(), key=lambda w: w.version)
         self._header = MAGIC + self.latest.fingerprint
-        self._compiled_encode, self._compiled_decode = compile_codec(self.latest.parsed)
+        try:
+            self._compiled_encode, self._compiled_decode = compile_codec(self.latest.parsed)
+        except Unsupported:  # a type the compiler does not know (bytes, fixed, float): fastavro
+            self._compiled_encode, self._compiled_decode = _refuse_encode, _refuse_decode
 
     def encode(self, datum: Mapping[str, Any]) -> bytes:
         """The framed payload; compiled code writes it unless fastavro must decide
@@ -117,6 +120,14 @@ class AvroCodec:
                 f"{self.name}: no known schema has fingerprint {fingerprint.hex()}",
             )
         return writer
+
+
+def _refuse_encode(datum: Any, out: bytearray) -> None:
+    raise Unsupported("no compiled encoder")
+
+
+def _refuse_decode(payload: bytes, pos: int) -> tuple[Any, int]:
+    raise Unsupported("no compiled decoder")
 
 
 _VERSION_FILE = re.compile(r"^v(\d+)\.avsc$")

@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from fastavro import schemaless_reader, schemaless_writer
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from domain.avro_compiled import _named_types, compile_codec
-from domain.codec import HEADER_SIZE, UndecodableMessage, load_codec, topic_keys
+from domain.codec import HEADER_SIZE, AvroCodec, UndecodableMessage, load_codec, topic_keys
 from domain.entities import EntityRegistry, default_schemas_dir
 from domain.validation import basic_record_errors, encodable_record, to_avro_record
 
@@ -181,3 +181,14 @@ def test_the_gateway_encodes_a_record_uncopied_to_the_bytes_of_its_avro_copy(
     uncopied = codec.encode(chunk([(branch, encodable_record(definition, record))]))
     copied = codec.encode(chunk([(branch, to_avro_record(definition, record))]))
     assert uncopied == copied
+
+
+def test_a_schema_with_a_type_it_does_not_compile_is_left_to_fastavro() -> None:
+    schema = {
+        "type": "record",
+        "name": "Blob",
+        "fields": [{"name": "data", "type": "bytes"}, {"name": "ratio", "type": "float"}],
+    }
+    codec = AvroCodec("blobs", {1: parse_schema(schema)})
+    datum = {"data": b"\x00\x01", "ratio": 0.5}
+    assert codec.decode(codec.encode(datum)) == datum
