@@ -148,7 +148,6 @@ class Ours:
         roles = {
             pid: label for label, port in self.side.ports.items() if (pid := listening_pid(port))
         }
-        assert self.service is not None
         for pid in self.side.pids():
             cmd = command_line(pid)
             if len(cmd) > 3 and cmd[1:3] == ["-m", "bulk_ingest.cli"] and cmd[3] != "up":

@@ -160,6 +160,7 @@ def import_stage(app: faust.App, settings: Settings, services: Services) -> Impo
         references.of,
         should_hand_over=lambda: bool(app.rebalancing) or bool(app.should_stop),
         unprocessed=services.unprocessed,
+        announcer=services.announcer,
     )
     return ImportStage(runner, services.dead_letters)
 

@@ -51,9 +51,10 @@ from domain.file_types import FileFormat, ReadOptions, RowTable, SourceRow, Unre
 from domain.import_mapping import plan_import
 from domain.import_rows import RowRouter
 from domain.jobs import JobStatus, is_terminal
-from domain.messages import BatchHeader, ImportRequested, JobProgressed, RecordBatch, RoutedRecord
+from domain.messages import BatchHeader, ImportRequested, RecordBatch, RoutedRecord
 from domain.routing import partition_for, routing_key
 from storage import jobs as job_store
+from streams.events import Announcer
 from streams.unprocessed import UnprocessedRecords
 
 log = logging.getLogger("bulk_ingest.imports")
@@ -260,6 +261,7 @@ class ImportRunner:
         reference_types: Callable[[str], Any],
         should_hand_over: Callable[[], bool],
         unprocessed: UnprocessedRecords,
+        announcer: Announcer,
     ) -> None:
         self._config = config
         self._registry = registry
@@ -268,6 +270,7 @@ class ImportRunner:
         self._reference_types = reference_types
         self._should_hand_over = should_hand_over
         self._unprocessed = unprocessed
+        self._announcer = announcer
 
     def decode(self, payload: bytes) -> ImportRequested:
         """The event; raises :class:`UndecodableMessage` for the dead-letter topic."""
@@ -387,8 +390,8 @@ class ImportRunner:
         async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:
             await change(conn)
             await conn.commit()
-        nudge = JobProgressed.nudge(request.job_id, request.tenant_id, "import")
-        await self._producer.send_all([self._topics.progress.message(nudge, request.job_id)])
+        nudge = self._announcer.progress_nudge(request.job_id, request.tenant_id, "import")
+        await self._producer.send_all([nudge])
 
 
 def _next_chunk(source: ChunkSource) -> Chunk | None:
