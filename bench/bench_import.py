@@ -17,7 +17,9 @@ Run against the service started by ``./dev up`` (or ``.venv/bin/bulk-ingest up``
   sampled twice a second during the run.
 
 Printed: upload time, import time from 202 to terminal and records/s, the job's own timestamps,
-peak RSS per process, and the COPY baseline (rows/s, and the import/COPY time ratio).
+peak RSS per process, the CPU each process spent (µs per record and share of one core over the
+import: the worker that reads the file at ~100 % of a core while the others idle means parsing
+is the ceiling), and the COPY baseline (rows/s, and the import/COPY time ratio).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import bench_tenant, copy_baseline, machine, rss_mb
+from bench.processes import Side, listening_pid
 from bulk_ingest.import_client import (
     ClientError,
     Gateway,
@@ -156,6 +159,38 @@ class RssWatch:
 # --- the run --------------------------------------------------------------------------------------
 
 
+@dataclass
+class CpuWatch:
+    """CPU seconds of every process of the deployment, by role, around the import."""
+
+    side: Side
+    roles: dict[int, str]
+    before: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, pids: dict[str, int], kafka_port: int, postgres_port: int) -> CpuWatch:
+        servers = {"Kafka": kafka_port, "PostgreSQL": postgres_port}
+        roles = {pid: label for label, port in servers.items() if (pid := listening_pid(port))}
+        roles.update({pid: name for name, pid in pids.items()})
+        return cls(Side("ours", servers, roots=list(pids.values())), roles)
+
+    def start(self) -> None:
+        self.before = self.side.cpu_by_role(self.roles)
+
+    def report(self, records: int, seconds: float) -> list[str]:
+        after = self.side.cpu_by_role(self.roles)
+        lines = []
+        for role in sorted(after):
+            spent = after[role] - self.before.get(role, 0.0)
+            lines.append(
+                f"  {role:12} {spent * 1e6 / records:7.1f} µs/record   "
+                f"{100 * spent / seconds:5.1f} % of a core"
+            )
+        total = sum(after.values()) - sum(self.before.values())
+        lines.append(f"  {'total':12} {total * 1e6 / records:7.1f} µs/record")
+        return lines
+
+
 def run_import(gateway: Gateway, path: Path, watch: RssWatch) -> tuple[dict, float, float]:
     line = StatusLine(sys.stderr)
     started = time.perf_counter()
@@ -240,6 +275,13 @@ def main() -> None:
     pids.update({f"worker-{i + 1}": pid for i, pid in enumerate(worker_pids)})
     reset = {name: reset_peak(pid) for name, pid in pids.items()}
     watch = RssWatch(pids)
+    consumers = find_processes("consumers", settings.app_id)
+    cpu = CpuWatch.of(
+        {**pids, **{f"consumers-{i + 1}": pid for i, pid in enumerate(consumers)}},
+        int(settings.kafka_bootstrap.rsplit(":", 1)[1]),
+        int(settings.libpq_url.rsplit(":", 1)[1].split("/", 1)[0]),
+    )
+    cpu.start()
 
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {rows:,} rows")
     job, upload_s, import_s = run_import(gateway, path, watch)
@@ -257,6 +299,9 @@ def main() -> None:
         )
     print("memory:")
     for text in watch.report(reset):
+        print(text)
+    print("CPU (upload included):")
+    for text in cpu.report(rows, upload_s + import_s):
         print(text)
     copy_s = copy_baseline(settings, csv_copy_rows(path))
     print(

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Sequence
 
+from bulk_ingest.runtime import tune_garbage_collector
 from bulk_ingest.settings import Settings, load_settings
 
 
@@ -107,6 +108,7 @@ def _up(settings: Settings, workers: int) -> int:
 def _consumers(settings: Settings) -> int:
     from consumers.app import run_consumers
 
+    tune_garbage_collector()
     run_consumers(settings)
     return 0
 
@@ -168,12 +170,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gateway":
         from api.app import run_gateway
 
+        tune_garbage_collector()
         run_gateway(settings)
         return 0
     if args.command == "worker":
         sys.argv = [sys.argv[0], "worker"]
         from streams.app import run_worker
 
+        tune_garbage_collector()
         run_worker(settings)
         return 0
     if args.command == "consumers":

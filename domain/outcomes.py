@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from domain.errors import ErrorCode
 from domain.jobs import RecordStatus
@@ -43,15 +43,19 @@ class RecordFailure:
         return cls(error["code"], error["message"], error["field"])
 
 
-@dataclass(frozen=True)
-class PendingRecord:
-    """One record on its way into the entity table."""
+class PendingRecord(NamedTuple):
+    """One record on its way into the entity table.
+
+    Named tuples, not frozen dataclasses, for this and :class:`Outcome`: there are two of them
+    per record in the persist stage, and a frozen dataclass takes three times as long to build
+    (docs/decisions.md, "Per-record value objects are named tuples").
+    """
 
     job_id: str
     tenant_id: str
     entity: str
     operation: str
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     key: str | None
     record: Mapping[str, Any] | None
     failure: RecordFailure | None = None
@@ -63,14 +67,13 @@ class PendingRecord:
         return (self.tenant_id, self.entity, self.key or "")
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What happened to one record; the ledger row and the ``bulk.outcomes`` event."""
 
     job_id: str
     tenant_id: str
     entity: str
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     key: str | None
     status: RecordStatus
     record_id: str | None = None
@@ -126,8 +129,7 @@ BEFORE_ALL: Order = (0, -1)
 """The order of a row written before acceptance order was recorded."""
 
 
-@dataclass(frozen=True)
-class StoredRow:
+class StoredRow(NamedTuple):
     record_id: str
     values: Mapping[str, Any]
     last: Order = BEFORE_ALL  # the write that last reached the row

@@ -6,12 +6,12 @@ and nested records become JSONB. The key field is the table's natural key, uniqu
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from domain.compact_json import compact_json
 from domain.entities import EntityDefinition
 
 _CAMEL = re.compile(r"(?<!^)(?=[A-Z])")
@@ -58,10 +58,9 @@ class EntityTableMap:
     def copy_values(self, record: Mapping[str, Any]) -> list[Any]:
         """Column values in ``columns`` order, JSON fields serialized for COPY."""
         return [
-            json.dumps(record.get(f), separators=(",", ":"))
-            if f in self.json_fields and record.get(f) is not None
-            else record.get(f)
+            compact_json(value) if value is not None and f in self.json_fields else value
             for f in self.fields
+            for value in (record.get(f),)
         ]
 
     def record_from_row(self, row: Mapping[str, Any]) -> dict[str, Any]:

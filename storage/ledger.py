@@ -12,7 +12,6 @@ A persist batch for a job with a fill part always reads the ledger first (``!`` 
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from domain.compact_json import compact_json
 from domain.jobs import RecordStatus
 from domain.outcomes import Outcome, PendingRecord
 from storage.connection import Connection, driver
@@ -128,7 +128,7 @@ def ledger_row(o: Outcome) -> list[Any]:
 def json_or_none(value: Any) -> str | None:
     if not value:
         return None
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return compact_json(value, default=str)
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ the same records first) is answered by deciding again with the whole ledger read
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -387,9 +386,7 @@ class BatchPersister:
 def _refused_record(record: PendingRecord, failure: RecordFailure) -> PendingRecord:
     """The record fails with ``failure`` — or keeps the failure it had — without its values
     (they are what could not be stored)."""
-    return dataclasses.replace(
-        record, failure=record.failure or failure, record=None, key=storable(record.key)
-    )
+    return record._replace(failure=record.failure or failure, record=None, key=storable(record.key))
 
 
 def _entity_values_by_record(writes: Writes) -> dict[tuple[str, int], tuple[str, PendingRecord]]:

@@ -27,7 +27,7 @@ import faust
 from faust.types import TP, AgentT, StreamT
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
-from bulk_ingest.kafka import MAX_MESSAGE_BYTES, AsyncProducer
+from bulk_ingest.kafka import MAX_MESSAGE_BYTES, AsyncProducer, BatchProducer
 from bulk_ingest.settings import Settings
 from bulk_ingest.stage_runner import RetryPolicy, Stage, StageRunner
 from bulk_ingest.topics import Codecs, Topics
@@ -75,6 +75,7 @@ class Services:
     registry: EntityRegistry
     topics: Topics
     producer: AsyncProducer
+    outcome_producer: BatchProducer  # the persist stage's own: an event per record
     announcer: Announcer
     dead_letters: DeadLetterQueue
     failures: MessageFailureLog
@@ -97,12 +98,18 @@ def build_services(settings: Settings) -> Services:
         client_id=f"bulk-ingest-{settings.worker_id}",
         delivery_timeout_seconds=settings.kafka_delivery_timeout_seconds,
     )
+    outcome_producer = BatchProducer(
+        settings.kafka_bootstrap,
+        client_id=f"bulk-ingest-{settings.worker_id}-outcomes",
+        delivery_timeout_seconds=settings.kafka_delivery_timeout_seconds,
+    )
     announcer = Announcer(codecs, settings.topics)
     labels = {name: registry.get(name).label for name in registry.names()}
     return Services(
         registry=registry,
         topics=topics,
         producer=producer,
+        outcome_producer=outcome_producer,
         announcer=announcer,
         dead_letters=DeadLetterQueue(producer, topics.dlq),
         failures=MessageFailureLog(settings.libpq_url, settings.app_id),
@@ -141,7 +148,7 @@ def persist_stage(settings: Settings, services: Services) -> PersistStage:
     return PersistStage(
         registry,
         services.topics.records,
-        services.producer,
+        services.outcome_producer,
         services.dead_letters,
         persister,
         services.announcer,

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
-from bulk_ingest.kafka import AsyncProducer
+from bulk_ingest.kafka import MessageSender
 from bulk_ingest.topics import Topic
 from domain.codec import UndecodableMessage
 from domain.entities import EntityRegistry
@@ -61,7 +61,7 @@ class PersistStage:
         self,
         registry: EntityRegistry,
         records: Topic[RecordBatch],
-        producer: AsyncProducer,
+        producer: MessageSender,
         dead_letters: DeadLetterQueue,
         persister: BatchPersister,
         announcer: Announcer,

@@ -233,7 +233,7 @@ def test_a_failed_outcome_can_always_be_stored() -> None:
     from domain.outcomes import RecordFailure, Writes
 
     failed = decide_record(
-        PendingRecord(**{**record.__dict__, "failure": RecordFailure("InvalidFormat", "m\u0000")}),
+        record._replace(failure=RecordFailure("InvalidFormat", "m\u0000")),
         {},
         Writes(),
         "externalId",
