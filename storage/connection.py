@@ -29,6 +29,19 @@ async def driver(conn: Connection) -> psycopg.AsyncConnection[Any]:
     return pg
 
 
+PER_EXECUTION_PLANS = "SET plan_cache_mode = force_custom_plan"
+"""A stage's statements are planned for their parameters every time, never cached generically.
+
+psycopg prepares a statement it has run five times, and PostgreSQL then settles on a generic
+plan costed with the statistics of that moment. For the persist stage's lookup of existing rows
+(``tenant_id = $1 AND key = ANY($2)``) the moment is the start of a tenant's first big job,
+when the table or the tenant is small: the plan that wins uses the index for ``tenant_id`` alone
+and filters the keys, so every later batch reads *all* the tenant's rows — quadratic in the job
+(measured: PostgreSQL at 412 µs per record instead of 39 in a 50,000-record upsert, see
+docs/decisions.md). Planning a handful of statements per batch costs well under a millisecond.
+"""
+
+
 class StageConnection:
     """A stage processes one batch at a time, so one connection serves it; after a database
     restart the next ``get`` connects again (the stage's retry loop replays the batch)."""
@@ -45,9 +58,10 @@ class StageConnection:
         if self._conn is not None and not self._usable(self._conn):
             await self.discard()
         if self._conn is None:
-            self._conn = await psycopg.AsyncConnection.connect(
-                self._url, autocommit=self._autocommit
-            )
+            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            await conn.execute(PER_EXECUTION_PLANS)
+            await conn.set_autocommit(self._autocommit)
+            self._conn = conn
         elif self._conn.info.transaction_status is not TransactionStatus.IDLE:
             log.warning("a transaction was left open on a stage connection; rolling it back")
             await self._conn.rollback()

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from psycopg import sql
+
 from domain.compact_json import compact_json
 from domain.entities import EntityDefinition
 
@@ -62,6 +64,20 @@ class EntityTableMap:
             for f in self.fields
             for value in (record.get(f),)
         ]
+
+    def rows_of_keys(self, table: str | None = None) -> sql.Composed:
+        """The rows of one tenant with any of some keys (parameters: tenant id, key list):
+        id, the order of their last write, then ``columns``. The keys are the condition of the
+        ``(key, tenant_id)`` index whatever the statistics say of the tenant (migration 0006);
+        ``table`` names another table of the same shape."""
+        return sql.SQL(
+            "SELECT id::text, coalesce(last_seq, 0), coalesce(last_index, -1), {columns} "
+            "FROM {table} WHERE tenant_id = %s AND {key} = ANY(%s)"
+        ).format(
+            columns=sql.SQL(", ").join(map(sql.Identifier, self.columns)),
+            table=sql.Identifier(table or self.table),
+            key=sql.Identifier(self.key_column),
+        )
 
     def record_from_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
         """The Avro-shaped record a stored row holds, to compare with an incoming one."""

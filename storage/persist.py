@@ -295,15 +295,7 @@ class BatchPersister:
         stored: dict[tuple[str, str, str], StoredRow] = {}
         for (tenant_id, entity), keys in wanted.items():
             table = self._tables[entity]
-            query = sql.SQL(
-                "SELECT id::text, coalesce(last_seq, 0), coalesce(last_index, -1), {columns} "
-                "FROM {table} WHERE tenant_id = %s AND {key} = ANY(%s)"
-            ).format(
-                columns=sql.SQL(", ").join(map(sql.Identifier, table.columns)),
-                table=sql.Identifier(table.table),
-                key=sql.Identifier(table.key_column),
-            )
-            cursor = await conn.execute(query, [tenant_id, list(keys)])
+            cursor = await conn.execute(table.rows_of_keys(), [tenant_id, list(keys)])
             for record_id, last_seq, last_index, *values in await cursor.fetchall():
                 record = table.record_from_row(dict(zip(table.columns, values, strict=True)))
                 stored[(tenant_id, entity, record[table.key_field])] = StoredRow(

@@ -146,7 +146,9 @@ def _entity_table(name: str, key_column: str, *columns: Column[object]) -> Table
         *_timestamps(),
         Column("last_seq", BigInteger),
         Column("last_index", BigInteger),
-        UniqueConstraint("tenant_id", key_column, name=f"{name}_tenant_key"),
+        # The key leads: lookups by (tenant, keys) use the keys as the index condition whatever
+        # the statistics say of the tenant (migration 0006).
+        UniqueConstraint(key_column, "tenant_id", name=f"{name}_key_tenant"),
     )
 
 

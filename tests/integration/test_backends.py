@@ -33,7 +33,7 @@ def test_migrations_apply_to_an_empty_database_and_are_idempotent(stack_settings
         }
         unique = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE tablename = 'customers' "
-            "AND indexdef LIKE '%UNIQUE%tenant_id, external_id%'"
+            "AND indexdef LIKE '%UNIQUE%external_id, tenant_id%'"
         ).fetchone()
     assert tables >= EXPECTED_TABLES
     assert unique == (1,)
