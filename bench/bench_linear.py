@@ -45,7 +45,9 @@ SCENARIOS = (
 
 
 def run_scenario(ours: Ours, scenario: Scenario, keys: list[str]) -> tuple[float, dict]:
-    """(records/s, CPU µs per record by role) of one run of the scenario."""
+    """(records/s, CPU µs per record by role) of one run of the scenario, from a clean slate
+    (every scenario meets tables of the same size)."""
+    ours.clean_slate()
     bodies = [
         json.dumps(
             {
