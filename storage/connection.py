@@ -32,13 +32,15 @@ async def driver(conn: Connection) -> psycopg.AsyncConnection[Any]:
 PER_EXECUTION_PLANS = "SET plan_cache_mode = force_custom_plan"
 """A stage's statements are planned for their parameters every time, never cached generically.
 
-psycopg prepares a statement it has run five times, and PostgreSQL then settles on a generic
-plan costed with the statistics of that moment. For the persist stage's lookup of existing rows
-(``tenant_id = $1 AND key = ANY($2)``) the moment is the start of a tenant's first big job,
-when the table or the tenant is small: the plan that wins uses the index for ``tenant_id`` alone
-and filters the keys, so every later batch reads *all* the tenant's rows — quadratic in the job
-(measured: PostgreSQL at 412 µs per record instead of 39 in a 50,000-record upsert, see
-docs/decisions.md). Planning a handful of statements per batch costs well under a millisecond.
+psycopg prepares a statement it has run five times, and PostgreSQL may then keep a generic plan
+costed with the statistics of that moment. For the persist stage's lookup of existing rows
+(``tenant_id = $1 AND key = ANY($2)``) that moment is the start of a tenant's first big job, when
+the table or the tenant is small, and the plan that wins then reads all of it — a sequential scan,
+or the index for the tenant alone with the keys filtered — which every later batch repeats as the
+job grows: quadratic (measured: PostgreSQL at 412 µs per record instead of 39 in a
+50,000-record upsert). Planned each time, the lookup meets the table's current size; with the
+key leading the unique index (migration 0006) the keys are then its condition
+(docs/decisions.md). Planning a handful of statements per batch costs well under a millisecond.
 """
 
 
