@@ -13,7 +13,7 @@ import copy
 import math
 import sys
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from domain.entities import EntityDefinition, FieldSpec, ValueKind, ValueSpec
 from domain.errors import ApiError, ErrorCode
@@ -160,19 +160,27 @@ def _check_array(spec: ValueSpec, value: Any, path: str, findings: _Findings) ->
 
 
 Check = Callable[[Any], bool]
+_T = TypeVar("_T")
+
+
+def _per_spec(
+    cache: dict[int, tuple[ValueSpec, _T]], spec: ValueSpec, build: Callable[[ValueSpec], _T]
+) -> _T:
+    """``build(spec)``, computed once per spec and looked up by identity: hashing a spec (a
+    tree of frozen dataclasses) on every call would cost more than what is cached. The spec is
+    kept alive with its entry, so its id is never reused."""
+    known = cache.get(id(spec))
+    if known is None:
+        known = cache[id(spec)] = (spec, build(spec))
+    return known[1]
+
+
 _COMPILED: dict[int, tuple[ValueSpec, Check]] = {}
 
 
 def _passes(spec: ValueSpec) -> Check:
-    """Whether a value passes every basic rule of ``spec`` (no messages; the hot path).
-
-    Compiled once per spec, looked up by identity: hashing a spec (a tree of frozen
-    dataclasses) on every call would cost more than the check.
-    """
-    compiled = _COMPILED.get(id(spec))
-    if compiled is None:
-        compiled = _COMPILED[id(spec)] = (spec, _compile(spec))  # the spec is kept alive
-    return compiled[1]
+    """Whether a value passes every basic rule of ``spec`` (no messages; the hot path)."""
+    return _per_spec(_COMPILED, spec, _compile)
 
 
 def _compile(spec: ValueSpec) -> Check:
@@ -353,10 +361,7 @@ _NEEDS_DEFAULTS: dict[int, tuple[ValueSpec, bool]] = {}
 
 
 def _needs_defaults(spec: ValueSpec) -> bool:
-    known = _NEEDS_DEFAULTS.get(id(spec))
-    if known is None:
-        known = _NEEDS_DEFAULTS[id(spec)] = (spec, _any_non_null_default(spec))
-    return known[1]
+    return _per_spec(_NEEDS_DEFAULTS, spec, _any_non_null_default)
 
 
 def _any_non_null_default(spec: ValueSpec) -> bool:

@@ -60,14 +60,22 @@ class StageConnection:
         if self._conn is not None and not self._usable(self._conn):
             await self.discard()
         if self._conn is None:
-            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-            await conn.execute(PER_EXECUTION_PLANS)
-            await conn.set_autocommit(self._autocommit)
-            self._conn = conn
+            self._conn = await self._connect()
         elif self._conn.info.transaction_status is not TransactionStatus.IDLE:
             log.warning("a transaction was left open on a stage connection; rolling it back")
             await self._conn.rollback()
         return self._conn
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+        try:
+            await conn.execute(PER_EXECUTION_PLANS)
+            await conn.set_autocommit(self._autocommit)
+        except BaseException:  # the server went away in between: do not leak the socket
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+            raise
+        return conn
 
     @staticmethod
     def _usable(conn: psycopg.AsyncConnection[Any]) -> bool:
