@@ -49,6 +49,8 @@ def _zigzag_bytes(n: int) -> bytes:
 
 _SMALL_LONGS = [_zigzag_bytes(n) for n in range(-_SMALL, _SMALL)]
 """The encodings of -8192..8191: lengths, counts, indexes and most numbers."""
+_LENGTHS = _SMALL_LONGS[_SMALL:]
+"""The encodings of 0..8191, looked up without a call by the generated code for a length."""
 
 
 def write_long(n: int) -> bytes:
@@ -90,6 +92,7 @@ def from_timestamp_millis(ms: int) -> datetime:
 _DOUBLE = struct.Struct("<d")
 _HELPERS: dict[str, Any] = {
     "write_long": write_long,
+    "LENGTHS": _LENGTHS,
     "read_long_tail": read_long_tail,
     "timestamp_millis": timestamp_millis,
     "from_timestamp_millis": from_timestamp_millis,
@@ -153,7 +156,8 @@ def _encode(src: _Source, schema: Any, value: str) -> None:
     if kind == "string":
         raw = src.fresh("s")
         src.line(f"{raw} = {value}.encode()")
-        src.line(f"out += write_long(len({raw})); out += {raw}")
+        _write_length(src, raw)
+        src.line(f"out += {raw}")
     elif kind in ("long", "int"):
         src.line(f"out += write_long({value})")
     elif kind == "timestamp-millis":
@@ -179,6 +183,13 @@ def _encode(src: _Source, schema: Any, value: str) -> None:
         raise Unsupported(f"no compiled encoder for Avro type {kind}")
 
 
+def _write_length(src: _Source, value: str) -> None:
+    """Append the length of ``value``: from the table when short (no call), else computed."""
+    length = src.fresh("n")
+    src.line(f"{length} = len({value})")
+    src.line(f"out += LENGTHS[{length}] if {length} < {_SMALL} else write_long({length})")
+
+
 def _encode_blocks(src: _Source, items: Any, value: str, iterable: str, *, mapping: bool) -> None:
     src.line(f"if len({value}):")
     src.depth += 1
@@ -189,7 +200,8 @@ def _encode_blocks(src: _Source, items: Any, value: str, iterable: str, *, mappi
     if mapping:
         raw = src.fresh("s")
         src.line(f"{raw} = {key}.encode()")
-        src.line(f"out += write_long(len({raw})); out += {raw}")
+        _write_length(src, raw)
+        src.line(f"out += {raw}")
     _encode(src, items, item)
     src.depth -= 2
     src.line("out += b'\\x00'")

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from domain.entities import EntityDefinition, EntityRegistry
 from domain.errors import MAX_ERRORS, ApiError, ErrorCode, InvalidInput
-from domain.validation import basic_record_errors, json_type_of, shown_value
+from domain.validation import basic_check, basic_record_errors, json_type_of, shown_value
 
 REQUEST_FIELDS = frozenset({"records", "operation", "webhook_url"})
 MAX_WEBHOOK_URL_LENGTH = 2048
@@ -146,7 +146,10 @@ def _unknown_request_fields(body: Mapping[str, Any]) -> list[ApiError]:
 def _collect_record_errors(
     errors: list[ApiError], definition: EntityDefinition, records: tuple[object, ...]
 ) -> None:
+    passes = basic_check(definition)
     for index, record in enumerate(records):
+        if passes(record):
+            continue
         if len(errors) >= MAX_ERRORS:
             return
         errors.extend(basic_record_errors(definition, record, index))

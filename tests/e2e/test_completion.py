@@ -253,7 +253,10 @@ def test_dead_receiver_gets_the_webhook_after_the_dispatcher_is_killed(tenant, s
     port = free_port()  # nothing listens here yet: every attempt fails to connect
     comeback = Receiver(port=port)
     job_id = submit(tenant, [customer()], comeback.url)
-    before_kill = wait_attempts(tenant, job_id, lambda a: len(a) >= 2, "two failed attempts")
+    # An attempt is listed from the moment it is claimed: wait for the second one's result.
+    before_kill = wait_attempts(
+        tenant, job_id, lambda a: len(a) >= 2 and finished(a), "two failed attempts"
+    )
     assert all(a["status_code"] is None and a["error"] for a in before_kill)
 
     restart_consumers(service)
