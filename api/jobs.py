@@ -17,15 +17,15 @@ from api.auth import authenticate, owned_job, read_json
 from api.errors import problem
 from api.intake import Accepted, accept_job, accepted_response, job_body, request_fingerprint
 from api.services import SERVICES, Services
-from bulk_ingest.kafka import MAX_MESSAGE_BYTES, OutgoingMessage
+from bulk_ingest.kafka import MAX_MESSAGE_BYTES, KafkaUnavailable, OutgoingMessage
 from bulk_ingest.ssrf import WebhookUrlRefused, check_webhook_url
 from bulk_ingest.topics import Topic
 from domain.bulk_requests import BulkRequest, Operation, validate_bulk_request
 from domain.entities import EntityDefinition
 from domain.errors import ApiError, ErrorCode, InvalidInput
-from domain.job_view import API_PREFIX, job_object, record_results
+from domain.job_view import API_PREFIX, decode_cursor, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
-from domain.messages import BulkRequestChunk
+from domain.messages import BulkRequestChunk, JobProgressed
 from domain.validation import encodable_record
 from storage import jobs as job_store
 from storage import ledger
@@ -209,6 +209,47 @@ async def get_job(request: web.Request) -> web.Response:
         return web.json_response(await job_body(conn, job))
 
 
+async def cancel_job(request: web.Request) -> web.Response:
+    """``202`` with the job: its records not yet written will be skipped as ``JobCancelled`` and
+    it ends ``CANCELLED`` (the aggregator does both, :mod:`streams.aggregate`). A job already
+    cancelled answers the same; one that ended otherwise is ``409 JobNotCancellable``."""
+    services, job = await owned_job(request)
+    job_id = job["job_id"]
+    if not is_terminal(job["status"]):
+        async with services.engine.begin() as conn:
+            requested = await job_store.request_cancel(conn, job_id)
+        if requested:
+            await _nudge_aggregator(services, job_id, job["tenant_id"])
+        async with services.engine.connect() as conn:
+            job = await job_store.get_job(conn, job_id) or job
+    if is_terminal(job["status"]) and job["status"] != JobStatus.CANCELLED:
+        raise problem(
+            409,
+            ErrorCode.JobNotCancellable,
+            f"Job {job_id} has already ended {job['status']}; only a job that is still running "
+            "can be cancelled.",
+        )
+    async with services.engine.connect() as conn:
+        body = await job_body(conn, job)
+    return accepted_response(body, replayed=False)
+
+
+async def _nudge_aggregator(services: Services, job_id: str, tenant_id: str) -> None:
+    """Tell the job row's owner to look at the job now (it cancels it), not at its next batch."""
+    progress = services.topics.progress
+    nudge = progress.message(JobProgressed.nudge(job_id, tenant_id, "gateway:cancel"), job_id)
+    try:
+        await services.producer.send_all([nudge])
+    except KafkaUnavailable as exc:
+        raise problem(
+            503,
+            ErrorCode.ServiceUnavailable,
+            f"The cancel of job {job_id} is noted but could not be passed on (Kafka is "
+            "unavailable); it takes effect with the job's next batch. Retry to hurry it.",
+            headers={"Retry-After": "5"},
+        ) from exc
+
+
 async def list_jobs(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
@@ -222,7 +263,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         )
     try:
         limit = int(query.get("limit", "50"))
-        cursor = job_store.decode_cursor(query["cursor"]) if query.get("cursor") else None
+        cursor = decode_cursor(query["cursor"]) if query.get("cursor") else None
     except (ValueError, KeyError, TypeError) as exc:
         raise problem(422, ErrorCode.InvalidParameter, "limit or cursor is malformed") from exc
     if not 1 <= limit <= MAX_PAGE:
@@ -247,3 +288,4 @@ def add_routes(app: web.Application) -> None:
     app.router.add_put(API_PREFIX + "/{entity}/bulk", submit_sync)
     app.router.add_get(API_PREFIX + "/jobs", list_jobs)
     app.router.add_get(API_PREFIX + "/jobs/{job_id}", get_job)
+    app.router.add_post(API_PREFIX + "/jobs/{job_id}/cancel", cancel_job)

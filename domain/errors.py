@@ -51,6 +51,7 @@ class ErrorCode(StrEnum):
     PayloadTooLarge = "PayloadTooLarge"
     IdempotencyKeyReused = "IdempotencyKeyReused"
     ReportNotReady = "ReportNotReady"
+    JobNotCancellable = "JobNotCancellable"
     ImportBlocked = "ImportBlocked"
     ServiceUnavailable = "ServiceUnavailable"
     InternalError = "InternalError"

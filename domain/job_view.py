@@ -5,6 +5,7 @@ sign and send them; both take them from here.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -98,3 +99,16 @@ def webhook_body(event_type: str, timestamp: str, data: Mapping[str, Any]) -> st
         separators=(",", ":"),
         ensure_ascii=False,
     )
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    """The opaque ``next_cursor`` of a job listing: where the next page starts."""
+    raw = json.dumps([created_at.isoformat(), job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """The position a ``cursor`` names; raises ``ValueError`` (and kin) when it is malformed."""
+    padded = cursor + "=" * (-len(cursor) % 4)
+    created_at, job_id = json.loads(base64.urlsafe_b64decode(padded))
+    return datetime.fromisoformat(created_at), str(job_id)

@@ -2,8 +2,9 @@
 
 Both files are built from the outcome ledger, one row per ledger entry, in index order:
 
-- failure report: ``index,externalId,errorCode,failureReason,record`` — failed records only;
-  ``record`` is the record as submitted, compact JSON;
+- failure report: ``index,externalId,errorCode,failureReason,record`` — failed and skipped
+  records (a cancelled job's ``JobCancelled`` rows); ``record`` is the record as submitted,
+  compact JSON (empty for a record the service never read, such as a skipped one);
 - results file: ``index,id,externalId,status,errorCode,error`` — every record; for file
   imports the first three mapped source columns follow, named as in the file.
 
@@ -55,12 +56,13 @@ def without_nulls(value: object) -> object:
     return value
 
 
-def is_failure(outcome: Mapping[str, Any]) -> bool:
-    return bool(outcome["status"] == "FAILED")
+def is_reported(outcome: Mapping[str, Any]) -> bool:
+    """Whether a ledger entry has a failure-report row: it failed, or it was skipped."""
+    return outcome["status"] in ("FAILED", "SKIPPED")
 
 
 def report_row(outcome: Mapping[str, Any]) -> list[Cell]:
-    """One failure-report row for a FAILED ledger entry."""
+    """One failure-report row for a FAILED or SKIPPED ledger entry."""
     record = outcome.get("record")
     return [
         escape_cell(outcome["index"]),

@@ -10,15 +10,14 @@ becomes terminal either through the aggregator's progress (:func:`save_progress`
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from psycopg.rows import dict_row
 
+from domain.job_view import encode_cursor
 from domain.jobs import TERMINAL_STATUSES, JobProgress, JobStatus, allowed_transition, is_terminal
 from storage.connection import Connection, driver
 
@@ -33,7 +32,7 @@ _COLUMNS = (
     "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, "
     "total, processed, successful, failed, skipped, webhook_url, idempotency_key, request_hash, "
     "failure_reason, report_path, results_path, started_at, completed_at, created_at, "
-    "updated_at, abandoned_at, accepted_seq"
+    "updated_at, abandoned_at, accepted_seq, cancel_requested_at"
 )
 
 
@@ -167,17 +166,6 @@ class JobPage:
     next_cursor: str | None
 
 
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    padded = cursor + "=" * (-len(cursor) % 4)
-    created_at, job_id = json.loads(base64.urlsafe_b64decode(padded))
-    return datetime.fromisoformat(created_at), str(job_id)
-
-
 async def list_jobs(
     conn: Connection,
     tenant_id: str,
@@ -281,12 +269,33 @@ async def lock_for_batch(
     return {r["job_id"]: (JobStatus(r["status"]), int(r["accepted_seq"])) for r in rows}
 
 
-async def status_and_processed(conn: Connection, job_id: str) -> tuple[JobStatus, int]:
-    """(status, processed) of a job, for an import pacing itself (gone: INTERNAL_FAILURE)."""
-    row = await _one(conn, "SELECT status, processed FROM jobs WHERE job_id = %s", [job_id])
+class Pace(NamedTuple):
+    """How far the pipeline is with a job whose file is being read, and whether to go on."""
+
+    status: JobStatus
+    processed: int
+    cancel_requested: bool
+
+
+async def pace_of(conn: Connection, job_id: str) -> Pace:
+    """The :class:`Pace` of a job, for an import pacing itself (gone: INTERNAL_FAILURE)."""
+    row = await _one(
+        conn,
+        "SELECT status, processed, cancel_requested_at IS NOT NULL AS cancel FROM jobs "
+        "WHERE job_id = %s",
+        [job_id],
+    )
     if row is None:
-        return JobStatus.INTERNAL_FAILURE, 0
-    return JobStatus(row["status"]), int(row["processed"])
+        return Pace(JobStatus.INTERNAL_FAILURE, 0, cancel_requested=False)
+    return Pace(JobStatus(row["status"]), int(row["processed"]), bool(row["cancel"]))
+
+
+async def request_cancel(conn: Connection, job_id: str) -> bool:
+    """Note that a live job is to be cancelled (keeping the first request's time); False when
+    it is terminal. The aggregator carries it out (:mod:`streams.aggregate`)."""
+    sql = "UPDATE jobs SET cancel_requested_at = coalesce(cancel_requested_at, now()) "
+    where = "WHERE job_id = %s AND status <> ALL(%s)"
+    return await _run(conn, sql + where, [job_id, list(TERMINAL)]) > 0
 
 
 async def set_total(conn: Connection, job_id: str, total: int) -> None:

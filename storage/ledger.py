@@ -193,31 +193,46 @@ async def fill(
 
 
 async def fill_all_missing(
-    conn: psycopg.AsyncConnection[Any], job_id: str, total: int, code: str, failure: FillMessage
+    conn: psycopg.AsyncConnection[Any],
+    job_id: str,
+    total: int,
+    code: str,
+    failure: FillMessage,
+    *,
+    status: RecordStatus = RecordStatus.FAILED,
 ) -> int:
-    """Fail every index in ``[0, total)`` the ledger has no outcome for; the number failed."""
+    """Give every index in ``[0, total)`` the ledger has no outcome for the outcome ``status``
+    (FAILED, or SKIPPED for a cancel) with ``code``; the number filled."""
     cursor = await conn.execute(
         "INSERT INTO record_outcomes (job_id, index, status, error_code, error_message) "
-        "SELECT %s, i, 'FAILED', %s, format('%%s at index %%s %%s', %s::text, i, %s::text) "
+        "SELECT %s, i, %s, %s, format('%%s at index %%s %%s', %s::text, i, %s::text) "
         "FROM generate_series(0, %s::bigint - 1) AS i "
         "WHERE NOT EXISTS (SELECT 1 FROM record_outcomes r WHERE r.job_id = %s AND r.index = i) "
         "ON CONFLICT (job_id, index) DO NOTHING",
-        [job_id, code, failure.label, failure.text, total, job_id],
+        [job_id, status.value, code, failure.label, failure.text, total, job_id],
     )
-    return await _add_fill_part(conn, job_id, fill_part_id(code), cursor.rowcount)
+    part_id = fill_part_id(code)
+    return await _add_fill_part(conn, job_id, part_id, cursor.rowcount, status=status)
 
 
 async def _add_fill_part(
-    conn: psycopg.AsyncConnection[Any], job_id: str, part_id: str, failed: int
+    conn: psycopg.AsyncConnection[Any],
+    job_id: str,
+    part_id: str,
+    count: int,
+    *,
+    status: RecordStatus = RecordStatus.FAILED,
 ) -> int:
-    if failed > 0:
+    if count > 0:
+        column = "skipped" if status is RecordStatus.SKIPPED else "failed"
+        other = "failed" if column == "skipped" else "skipped"
         await conn.execute(
-            "INSERT INTO job_parts (job_id, part_id, successful, failed, skipped, pending_events) "
-            "VALUES (%s, %s, 0, %s, 0, true) ON CONFLICT (job_id, part_id) DO UPDATE SET "
-            "failed = job_parts.failed + EXCLUDED.failed, pending_events = true",
-            [job_id, part_id, failed],
+            f"INSERT INTO job_parts (job_id, part_id, successful, {column}, {other}, "
+            "pending_events) VALUES (%s, %s, 0, %s, 0, true) ON CONFLICT (job_id, part_id) DO "
+            f"UPDATE SET {column} = job_parts.{column} + EXCLUDED.{column}, pending_events = true",
+            [job_id, part_id, count],
         )
-    return failed
+    return count
 
 
 async def filled_outcomes(

@@ -29,7 +29,7 @@ from domain.report_rows import (
     REPORT_COLUMNS,
     RESULTS_COLUMNS,
     Cell,
-    is_failure,
+    is_reported,
     report_row,
     results_row,
     source_column_names,
@@ -126,7 +126,7 @@ class ReportStore:
                 stream = await conn.stream(query)
                 async for mappings in stream.mappings().partitions(self._batch_rows):
                     batch = as_rows(mappings)
-                    failed = [report_row(o) for o in batch if is_failure(o)]
+                    failed = [report_row(o) for o in batch if is_reported(o)]
                     every = [results_row(o, source_names) for o in batch]
                     await asyncio.to_thread(_write_batch, report, failed, results, every)
             await asyncio.to_thread(_sync, report_out, results_out)

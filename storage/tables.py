@@ -88,6 +88,7 @@ jobs = Table(
     Column("completed_at", DateTime(timezone=True)),
     *_timestamps(),
     Column("abandoned_at", DateTime(timezone=True)),
+    Column("cancel_requested_at", DateTime(timezone=True)),
     Column(
         "accepted_seq",
         BigInteger,

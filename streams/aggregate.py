@@ -1,15 +1,21 @@
 """The job aggregator: counts → status, mirrored into PostgreSQL and published on ``bulk.jobs``.
 
 Counts are read from ``job_parts`` (written in the same transactions as the outcome ledger), so
-they always equal the stored outcomes and a duplicate progress event changes nothing. The Faust
-table keeps each job's last published state so a status change is published once; after a crash
-between the database commit and the publish, the database's terminal row is re-published.
+they always equal the stored outcomes and a duplicate progress event changes nothing. A job
+whose cancel was requested (``POST /jobs/{id}/cancel`` noted it and nudged) is cancelled here,
+by the job row's owner, once its total is known: records not yet written are skipped and the
+job ends ``CANCELLED`` (:meth:`streams.unprocessed.UnprocessedRecords.cancel`); an import still
+reading its file has no total yet and cancels itself at its next chunk (:mod:`streams.imports`).
+
+The Faust table keeps each job's last published state so a status change is published once;
+after a crash between the database commit and the publish, the database's terminal row is
+re-published.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 import psycopg
@@ -23,12 +29,18 @@ from storage import jobs as job_store
 from storage.connection import StageConnection
 from storage.jobs import Job
 
+Cancel = Callable[[str], Awaitable[bool]]
+"""Skips a job's records not yet written and ends it CANCELLED; True when it ended."""
+
 
 class JobAggregator:
-    def __init__(self, libpq_url: str, producer: AsyncProducer, jobs: Topic[JobEvent]) -> None:
+    def __init__(
+        self, libpq_url: str, producer: AsyncProducer, jobs: Topic[JobEvent], cancel: Cancel
+    ) -> None:
         self._connection = StageConnection(libpq_url)
         self._producer = producer
         self._jobs = jobs
+        self._cancel = cancel
 
     async def close(self) -> None:
         await self._connection.close()
@@ -49,10 +61,12 @@ class JobAggregator:
             job = await job_store.lock_for_progress(conn, job_id)
             if job is None:
                 return
-            if is_terminal(JobStatus(job["status"])):
-                saved = job
+            if is_terminal(JobStatus(job["status"])) or _to_cancel(job):
+                saved = job  # a job to cancel ends CANCELLED below, whatever its counts say
             else:
                 saved = await _advance(conn, job)
+        if _to_cancel(saved) and await self._cancel(job_id):
+            return  # ended: the cancel's own nudge brings the terminal row here to publish
         changed = known is None or known["status"] != saved["status"]
         if changed and saved["status"] not in (JobStatus.PENDING, JobStatus.READY):
             await self._publish(saved)
@@ -89,6 +103,13 @@ class AggregateStage:
 
     async def after_dead_letter(self, delivery: Delivery, reason: str) -> None:
         """Nothing to end: the job's next nudge, or the sweeper, moves it on."""
+
+
+def _to_cancel(job: Job) -> bool:
+    """A live job whose cancel was requested and whose total is known (an import still reading
+    its file, total 0, stops itself)."""
+    live = not is_terminal(JobStatus(job["status"]))
+    return live and job["cancel_requested_at"] is not None and job["total"] > 0
 
 
 def _job_id(key: bytes | None) -> str | None:

@@ -205,7 +205,9 @@ def create_app(settings: Settings) -> faust.App:
     job_table = app.Table(
         "job-progress", default=None, partitions=settings.partitions, key_type=str
     )
-    aggregator = JobAggregator(settings.libpq_url, services.producer, topics.jobs)
+    aggregator = JobAggregator(
+        settings.libpq_url, services.producer, topics.jobs, services.unprocessed.cancel
+    )
     # A few chunks at a time: their produce acknowledgements overlap (VALIDATE_BATCH).
     _agent(
         app,

@@ -19,6 +19,11 @@ them. A rebalance or shutdown does not wait for a long import: between chunks th
 notices it, lets the in-flight chunks finish, and re-publishes the event with ``resume_chunk``
 set, so whichever worker owns the partition next carries on from there.
 
+A cancel (``POST /jobs/{id}/cancel``) is noticed between chunks, at most
+:attr:`Backpressure.CHECK_SECONDS` apart: the reading stops, the job's total becomes the rows
+read so far, those not yet written are skipped as ``JobCancelled`` and the job ends
+``CANCELLED``.
+
 A file that turns out unreadable (it vanished, its archive is corrupt, a zip bomb slipped past
 the upload checks) ends its job ``INTERNAL_FAILURE`` with the reason — rows it had sent but that
 were not processed yet fail as ``RecordNotProcessed`` — and the worker carries on.
@@ -197,36 +202,55 @@ class JobEnded(BulkIngestError):
     """The job became terminal (cancelled, failed) while its file was being read: stop."""
 
 
+class ImportCancelled(BulkIngestError):
+    """The job's cancel was requested while its file was being read: stop reading."""
+
+    def __init__(self, rows_sent: int) -> None:
+        super().__init__(f"cancelled after {rows_sent} rows")
+        self.rows_sent = rows_sent
+
+
 class Backpressure:
-    """Keeps an import at most ``max_ahead`` rows ahead of the persist stage.
+    """Keeps an import at most ``max_ahead`` rows ahead of the persist stage, and stops it when
+    its job is cancelled or ended.
 
     Kafka would hold any backlog, but the persist workers' consumers prefetch it into memory and
     their batches grow with it; an import of millions of rows must not outrun them. The job's
-    ``processed`` count (the aggregator's, from the outcome ledger) says how far they are.
+    ``processed`` count (the aggregator's, from the outcome ledger) says how far they are. The
+    job row is read at least every ``CHECK_SECONDS`` while rows are sent, so a cancel stops the
+    reading within about that long.
     """
 
     POLL_SECONDS = 0.2
+    CHECK_SECONDS = 0.5
 
     def __init__(self, libpq_url: str, job_id: str, max_ahead: int) -> None:
         self._url = libpq_url
         self._job_id = job_id
         self._max_ahead = max_ahead
         self._processed = 0
+        self._checked_at = time.monotonic()
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def wait(self, sent: int, should_stop: Callable[[], bool]) -> None:
-        """Return once the pipeline has caught up enough (or a hand-over is due)."""
+        """Return once the pipeline has caught up enough (or a hand-over is due); raise
+        :class:`ImportCancelled` or :class:`JobEnded` when the job says to stop."""
+        if time.monotonic() - self._checked_at >= self.CHECK_SECONDS:
+            await self._check(sent)
         while sent - self._processed > self._max_ahead and not should_stop():
-            status, self._processed = await self._progress()
-            if is_terminal(JobStatus(status)):
-                raise JobEnded(status)
+            await self._check(sent)
             if sent - self._processed > self._max_ahead:
                 await asyncio.sleep(self.POLL_SECONDS)  # a pacing interval, not a synchronisation
 
-    async def _progress(self) -> tuple[JobStatus, int]:
+    async def _check(self, sent: int) -> None:
         if self._conn is None or self._conn.closed:
             self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        return await job_store.status_and_processed(self._conn, self._job_id)
+        pace = await job_store.pace_of(self._conn, self._job_id)
+        self._processed, self._checked_at = pace.processed, time.monotonic()
+        if is_terminal(pace.status):
+            raise JobEnded(pace.status)
+        if pace.cancel_requested:
+            raise ImportCancelled(sent)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -287,6 +311,10 @@ class ImportRunner:
             outcome = await self._produce_rows(request)
         except JobEnded as exc:
             log.info("import %s stopped: the job became %s", job_id, exc)
+            return
+        except ImportCancelled as exc:
+            log.info("import %s cancelled after %d rows", job_id, exc.rows_sent)
+            await self._unprocessed.cancel(job_id, total=exc.rows_sent)
             return
         except ImportFailed as exc:
             log.warning("import %s failed: %s", job_id, exc)

@@ -7,6 +7,8 @@
   records that never arrived as ``RecordNotReceived`` and ends ``INTERNAL_FAILURE``;
   an import whose file became unreadable fails the rows it had sent but that were not yet
   processed as ``RecordNotProcessed``.
+- A job whose cancel was requested skips the records not written yet as ``JobCancelled`` and
+  ends ``CANCELLED``.
 
 Each is one transaction holding the job row's lock (persist batches of that job hold it for
 share, so they never interleave): outcomes go into the ledger first (never over an existing
@@ -20,11 +22,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from bulk_ingest.kafka import AsyncProducer
 from domain.errors import ErrorCode
-from domain.jobs import JobStatus
+from domain.jobs import JobStatus, RecordStatus
 from storage import jobs as job_store
 from storage import ledger
 from storage.connection import StageConnection
@@ -33,6 +36,27 @@ from storage.ledger import FillMessage, UnprocessedRecord
 from streams.events import Announcer
 
 log = logging.getLogger("bulk_ingest.unprocessed")
+
+
+@dataclass(frozen=True)
+class _Ending:
+    """How a job the service stops is ended: its missing records' code, the words of their
+    messages and of the job's ``failure_reason``, the job's status and theirs."""
+
+    code: ErrorCode
+    text: str
+    reason: str
+    status: JobStatus
+    outcome: RecordStatus
+
+
+CANCELLED = _Ending(
+    ErrorCode.JobCancelled,
+    "was not processed: its job was cancelled",
+    "The job was cancelled; records not written by then were skipped as JobCancelled.",
+    JobStatus.CANCELLED,
+    RecordStatus.SKIPPED,
+)
 
 
 class UnprocessedRecords:
@@ -106,7 +130,24 @@ class UnprocessedRecords:
         only its last progress nudge is late, and the aggregator is nudged to give it the status
         its outcomes earn. True when the job ended.
         """
-        part_id = ledger.fill_part_id(code.value)
+        return await self._end(
+            job_id,
+            _Ending(code, text, reason, JobStatus.INTERNAL_FAILURE, RecordStatus.FAILED),
+            total=total,
+            only_if_missing=only_if_missing,
+        )
+
+    async def cancel(self, job_id: str, *, total: int | None = None) -> bool:
+        """Skip every record without an outcome as ``JobCancelled`` and end the job CANCELLED
+        — even when none is left: the cancel was accepted. ``total`` as for
+        :meth:`end_incomplete`. True when the job ended (False: it was terminal already)."""
+        return await self._end(job_id, CANCELLED, total=total, only_if_missing=False)
+
+    async def _end(
+        self, job_id: str, ending: _Ending, *, total: int | None, only_if_missing: bool
+    ) -> bool:
+        code = ending.code.value
+        part_id = ledger.fill_part_id(code)
         async with self._connection.transaction() as conn:
             job = await job_store.lock_job(conn, job_id)
             if job is None or job.terminal:
@@ -114,15 +155,17 @@ class UnprocessedRecords:
             known = job.total if job.total > 0 else total
             if known is None:
                 known = await _ledger_extent(conn, job_id)
-            message = self._message(job, text)
-            filled = await ledger.fill_all_missing(conn, job_id, known, code.value, message)
+            message = self._message(job, ending.text)
+            filled = await ledger.fill_all_missing(
+                conn, job_id, known, code, message, status=ending.outcome
+            )
             complete = filled == 0 and job.total > 0
             if not (complete and only_if_missing):
                 await job_store.end_job(
                     conn,
                     job_id,
-                    JobStatus.INTERNAL_FAILURE,
-                    reason=reason,
+                    ending.status,
+                    reason=ending.reason,
                     total=known if job.total != known else None,
                 )
         if complete and only_if_missing:
@@ -131,7 +174,7 @@ class UnprocessedRecords:
                 [self._announcer.progress_nudge(job_id, job.tenant_id, "sweeper")]
             )
             return False
-        log.warning("job %s ended INTERNAL_FAILURE: %s", job_id, reason)
+        log.warning("job %s ended %s: %s", job_id, ending.status.value, ending.reason)
         await self.announce(job_id, part_id)
         return True
 
