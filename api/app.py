@@ -17,9 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from api import files, imports, jobs, reports, webhooks
 from api.errors import error_middleware
 from api.services import SERVICES, SETTINGS, Services, services_ctx
+from bulk_ingest.metrics import exposition
 from bulk_ingest.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """This gateway's Prometheus metrics (public, like ``/healthz``: no tenant data in them)."""
+    body, content_type = exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -53,6 +60,7 @@ def init_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app.cleanup_ctx.append(services_ctx)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     for module in (jobs, reports, webhooks, files, imports):
         module.add_routes(app)
     return app

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.metrics import DEAD_LETTERS
 
 log = logging.getLogger("bulk_ingest.dlq")
 MAX_HEADER_BYTES = 1000
@@ -58,3 +59,4 @@ class DeadLetterQueue:
         await self._producer.send_all(
             [OutgoingMessage(self._topic, delivery.value, delivery.key, headers=encoded)]
         )
+        DEAD_LETTERS.labels(delivery.topic, reason).inc()

@@ -77,6 +77,8 @@ class Settings:
     incomplete_job_check_seconds: float = 30.0
     max_job_records: int = 1_000_000
     fault_injection_key: str = ""
+    metrics_port: int = 9400
+    """Prometheus metrics: the consumers listen here, worker N on this + N; 0 turns them off."""
     # --- completion side ---
     report_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "reports")
     file_dir: Path = field(default_factory=lambda: REPO_ROOT / ".state" / "files")

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 
 from confluent_kafka import Consumer
 
+from bulk_ingest import metrics
 from bulk_ingest.dead_letters import DeadLetterQueue
 from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.settings import Settings
@@ -37,6 +38,7 @@ log = logging.getLogger("bulk_ingest.consumers")
 
 def run_consumers(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    metrics.serve(settings.metrics_port)
     asyncio.run(serve(settings))
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bulk_ingest.metrics import WEBHOOK_DELIVERIES
 from bulk_ingest.settings import Settings
 from bulk_ingest.ssrf import WebhookPolicy
 from consumers.retry_schedule import RetryPolicy, next_attempt_at
@@ -83,6 +84,12 @@ def attempt_result(
         error = f"{error}; retry horizon of {retry.horizon_seconds:g}s reached, giving up"
     state = DeliveryState.PENDING if next_at else DeliveryState.FAILED
     return AttemptResult(outcome.status_code, outcome.latency_ms, error, state, next_at)
+
+
+def _result_label(result: AttemptResult) -> str:
+    if result.state is DeliveryState.DELIVERED:
+        return "delivered"
+    return "failed" if result.state is DeliveryState.PENDING else "gave_up"
 
 
 class WebhookDispatcher:
@@ -179,6 +186,8 @@ class WebhookDispatcher:
                     log.warning(
                         "webhook %s attempt %s outlived its claim", claim.webhook_id, claim.attempt
                     )
+                else:
+                    WEBHOOK_DELIVERIES.labels(_result_label(result)).inc()
                 return
             except Exception:
                 log.exception("could not record webhook attempt (try %s)", attempt)

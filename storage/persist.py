@@ -70,6 +70,7 @@ class PersistedBatch:
     outcomes: list[Outcome]  # every record of live jobs, including re-emitted ones, in order
     events: list[bytes]  # the encoded event of each outcome, same order
     parts: list[BatchPart]  # parts of live jobs, whose counts are durable (new or seen before)
+    written: list[Outcome]  # the outcomes this batch stored (not those re-emitted), committed
 
 
 Encoder = Callable[[Outcome], bytes]
@@ -157,7 +158,10 @@ class BatchPersister:
             [*round_.done.values(), *round_.decided], key=lambda o: (o.job_id, o.index)
         )
         return PersistedBatch(
-            outcomes, [encoded[(o.job_id, o.index)] for o in outcomes], round_.live
+            outcomes,
+            [encoded[(o.job_id, o.index)] for o in outcomes],
+            round_.live,
+            list(round_.decided),
         )
 
     async def _decide(

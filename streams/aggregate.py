@@ -22,6 +22,7 @@ import psycopg
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer
+from bulk_ingest.metrics import JOBS
 from bulk_ingest.topics import Topic
 from domain.jobs import JobProgress, JobStatus, is_terminal
 from domain.messages import JobEvent
@@ -74,6 +75,7 @@ class JobAggregator:
 
     async def _publish(self, job: Job) -> None:
         await self._producer.send_all([self._jobs.message(JobEvent.of_row(job), job["job_id"])])
+        JOBS.labels(job["status"]).inc()
 
 
 class AggregateStage:

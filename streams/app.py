@@ -26,6 +26,7 @@ from typing import Any, cast
 import faust
 from faust.types import TP, AgentT, StreamT
 
+from bulk_ingest import metrics
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import MAX_MESSAGE_BYTES, AsyncProducer, BatchProducer
 from bulk_ingest.settings import Settings
@@ -314,5 +315,7 @@ def run_worker(settings: Settings) -> None:
     from faust.worker import Worker
 
     app = create_app(settings)
+    if settings.metrics_port:
+        metrics.serve(metrics.worker_port(settings.metrics_port, settings.worker_id))
     worker = Worker(app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()

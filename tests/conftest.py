@@ -35,6 +35,7 @@ from tests.support.http import Api, poll
 
 TEST_KAFKA_PORT = 19092
 TEST_HTTP_PORT = 18080
+TEST_METRICS_PORT = 19400
 INCOMPLETE_JOB_SECONDS = 12.0  # beyond the 10 s a killed worker's partitions wait to move
 FAULT_INJECTION_KEY = "poison-pill-fault-injection"
 
@@ -53,6 +54,7 @@ def _test_settings() -> Settings:
         kafka_controller_port=TEST_KAFKA_PORT + 1,
         database_url=base.database_url.rsplit("/", 1)[0] + "/" + database,
         http_port=TEST_HTTP_PORT + slot,
+        metrics_port=TEST_METRICS_PORT + 10 * slot,
         topic_requests=f"t{run}.bulk.requests",
         topic_records=f"t{run}.bulk.records",
         topic_outcomes=f"t{run}.bulk.outcomes",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import psycopg
 from confluent_kafka.admin import AdminClient
@@ -13,6 +15,7 @@ from domain.entities import default_schemas_dir
 from examples.outcome_tally import OutcomeTally, read_topic
 from tests.support.http import poll
 from tests.support.kafka import all_dead_letters
+from tests.support.metrics import records_counted, scrape, worker_url
 from tests.support.outcomes import outcome_events
 from tests.support.records import customers, unique_prefix
 
@@ -79,9 +82,20 @@ def _a_victim_that_never_commits(settings, service) -> None:
     poll(lambda: _records_owners(settings) == 2, 90, "the victim to own records partitions")
 
 
+@contextlib.contextmanager
+def _batches_held(settings, job_id: str) -> Iterator[None]:
+    """The job row locked FOR UPDATE: batches already writing finish (the lock waits for them),
+    new ones wait at their first statement (FOR KEY SHARE) until the block ends. Meanwhile no
+    outcome of the job is committed anywhere, so the workers' counters stand still."""
+    with psycopg.connect(settings.libpq_url) as conn, conn.transaction():
+        conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
+        yield
+
+
 def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings, service):
     total = 20_000
     _a_victim_that_never_commits(settings, service)
+    before = {name: scrape(worker_url(settings, name)) for name in ("worker-1", "worker-2")}
     job = tenant.api.post(
         "/api/v1/customers/bulk/async", {"records": customers(unique_prefix(), total)}
     ).json()
@@ -95,13 +109,28 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
     # runs (see _a_victim_that_never_commits), so every batch it wrote and announced is
     # redelivered to the survivor.
     time.sleep(0.5)
-    victim.kill()
+    with _batches_held(settings, job["job_id"]):
+        counted_by_victim = scrape(worker_url(settings, "worker-1"))
+        victim.kill()
     at_kill = _ledger(settings, job["job_id"])[0]
     assert at_kill < total, "the job finished before the kill; the test proves nothing"
     time.sleep(0.5)  # not synchronisation: let the survivor run alone for a moment
     service.start_worker("worker-1")
     _assert_exact(settings, tenant, job["job_id"], total)
     _assert_the_example_consumer_tallies_exactly(settings, tenant, job["job_id"])
+    after = {name: scrape(worker_url(settings, name)) for name in ("worker-1", "worker-2")}
+    for outcome, expected in (("CREATED", total), ("FAILED", 0), ("SKIPPED", 0)):
+        moved = (
+            records_counted(counted_by_victim, outcome)
+            - records_counted(before["worker-1"], outcome)
+            + records_counted(after["worker-1"], outcome)  # the restarted worker-1, from 0
+            + records_counted(after["worker-2"], outcome)
+            - records_counted(before["worker-2"], outcome)
+        )
+        assert moved == expected, f"{outcome}: counted {moved}, stored {expected}"
+    assert records_counted(counted_by_victim, "CREATED") > records_counted(
+        before["worker-1"], "CREATED"
+    ), "the victim wrote part of the job before it was killed"
 
 
 def _assert_the_example_consumer_tallies_exactly(settings, tenant, job_id: str) -> None:

@@ -1,0 +1,88 @@
+"""Prometheus metrics: the one place that defines every series the service exposes.
+
+Each process (gateway, every worker, the consumers) has its own counters, in
+``prometheus_client``'s default registry, served in the Prometheus text format: the gateway on
+``GET /metrics``, a worker on ``BULK_INGEST_METRICS_PORT + N`` (N from its id, ``worker-N``), the
+consumers on ``BULK_INGEST_METRICS_PORT`` (0 turns both off). A counter moves when what it
+counts is first durable — a record when its outcome is committed to the ledger, never when a
+redelivered batch re-emits a stored outcome — so summed over the processes it matches the
+database (a process's counts restart with it, as Prometheus expects of a counter). Labels are
+bounded: entity, outcome, status, topic, partition, reason, result; never a job or tenant id.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+
+log = logging.getLogger("bulk_ingest.metrics")
+
+RECORDS = Counter(
+    "bulk_ingest_records",
+    "Records whose outcome was stored, by entity and outcome (CREATED, UPDATED, UNCHANGED, "
+    "FAILED, SKIPPED); counted at the first durable write, never on a re-emission",
+    ["entity", "outcome"],
+)
+JOBS = Counter(
+    "bulk_ingest_jobs",
+    "Job status changes published on bulk.jobs, by the status reached",
+    ["status"],
+)
+PERSIST_BATCH_SECONDS = Histogram(
+    "bulk_ingest_persist_batch_seconds",
+    "Time to write one batch of records in one transaction (entity rows, ledger, counts)",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+DEAD_LETTERS = Counter(
+    "bulk_ingest_dead_letters",
+    "Messages sent to the dead-letter topic, by the topic they came from and the reason",
+    ["topic", "reason"],
+)
+WEBHOOK_DELIVERIES = Counter(
+    "bulk_ingest_webhook_deliveries",
+    "Webhook delivery attempts by result: delivered, failed (a retry follows), gave_up",
+    ["result"],
+)
+
+_WORKER_NUMBER = re.compile(r"(\d+)$")
+
+
+def exposition() -> tuple[bytes, str]:
+    """This process's metrics in the Prometheus text format, and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def worker_port(base: int, worker_id: str) -> int:
+    """The metrics port of worker ``worker-N``: ``base + N`` (N is 1 without a number)."""
+    found = _WORKER_NUMBER.search(worker_id)
+    return base + (int(found.group(1)) if found else 1)
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve this process's metrics on ``port`` (0: not at all) from a background thread."""
+    if port <= 0:
+        return
+    try:
+        start_http_server(port, addr=host)
+    except OSError as exc:  # the port is taken: the process still does its work
+        log.error("metrics cannot be served on %s:%d: %s", host, port, exc)
+        return
+    log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+def count_records(entity: str, outcomes: Iterable[str]) -> None:
+    """Count newly stored outcomes of one entity (call after their transaction committed)."""
+    tally: dict[str, int] = {}
+    for outcome in outcomes:
+        tally[outcome] = tally.get(outcome, 0) + 1
+    for outcome, count in tally.items():
+        RECORDS.labels(entity, outcome).inc(count)
