@@ -7,7 +7,8 @@ consumers on ``BULK_INGEST_METRICS_PORT`` (0 turns both off). A counter moves wh
 counts is first durable — a record when its outcome is committed to the ledger, never when a
 redelivered batch re-emits a stored outcome — so summed over the processes it matches the
 database (a process's counts restart with it, as Prometheus expects of a counter). Labels are
-bounded: entity, outcome, status, topic, partition, reason, result; never a job or tenant id.
+bounded: entity, outcome, status, topic, reason, result; never a job or tenant id. The ports
+listen on ``BULK_INGEST_HTTP_HOST``, as the gateway does.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def worker_port(base: int, worker_id: str) -> int:
     return base + (int(found.group(1)) if found else 1)
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
+def serve(port: int, host: str) -> None:
     """Serve this process's metrics on ``port`` (0: not at all) from a background thread."""
     if port <= 0:
         return

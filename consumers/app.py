@@ -38,7 +38,7 @@ log = logging.getLogger("bulk_ingest.consumers")
 
 def run_consumers(settings: Settings) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    metrics.serve(settings.metrics_port)
+    metrics.serve(settings.metrics_port, settings.http_host)
     asyncio.run(serve(settings))
 
 

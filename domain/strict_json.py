@@ -81,7 +81,11 @@ def _lost_a_key(text: bytes, value: Any) -> bool:
     """
     unescaped = text.replace(_ESCAPED_BACKSLASH, b"")
     escaped_colons = sum(unescaped.count(escape) for escape in _ESCAPED_COLONS)
-    return text.count(b":") + escaped_colons != orjson.dumps(value).count(b":")
+    try:
+        written = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (254): cannot tell
+        return True
+    return text.count(b":") + escaped_colons != written.count(b":")
 
 
 def _standard_loads(text: str | bytes) -> Any:

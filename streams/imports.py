@@ -229,7 +229,7 @@ class Backpressure:
         self._job_id = job_id
         self._max_ahead = max_ahead
         self._processed = 0
-        self._checked_at = time.monotonic()
+        self._checked_at = 0.0  # the first chunk is checked: a cancel may be waiting already
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
     async def wait(self, sent: int, should_stop: Callable[[], bool]) -> None:
@@ -261,12 +261,15 @@ async def _record_total(conn: psycopg.AsyncConnection[Any], job_id: str, total: 
     """The file's row count becomes the job's total; a file without data rows ends the job.
 
     A total of 0 means "not known yet" to the aggregator, so an empty file is made COMPLETED
-    here (nothing to wait for); the aggregator then publishes its terminal event.
+    here (nothing to wait for; CANCELLED if its cancel was requested meanwhile); the aggregator
+    then publishes its terminal event.
     """
     if total > 0:
         await job_store.set_total(conn, job_id, total)
     else:
-        await job_store.end_job(conn, job_id, JobStatus.COMPLETED, total=0)
+        cancelled = (await job_store.pace_of(conn, job_id)).cancel_requested
+        status = JobStatus.CANCELLED if cancelled else JobStatus.COMPLETED
+        await job_store.end_job(conn, job_id, status, total=0)
 
 
 class ImportFailed(BulkIngestError):

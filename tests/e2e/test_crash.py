@@ -15,7 +15,7 @@ from domain.entities import default_schemas_dir
 from examples.outcome_tally import OutcomeTally, read_topic
 from tests.support.http import poll
 from tests.support.kafka import all_dead_letters
-from tests.support.metrics import records_counted, scrape, worker_url
+from tests.support.metrics import Samples, records_counted, scrape, worker_url
 from tests.support.outcomes import outcome_events
 from tests.support.records import customers, unique_prefix
 
@@ -92,6 +92,22 @@ def _batches_held(settings, job_id: str) -> Iterator[None]:
         yield
 
 
+def _settled(url: str) -> Samples:
+    """The samples at ``url`` once two scrapes 0.2 s apart agree: a batch that committed just
+    before the block counts its records a moment after the database answered."""
+    last = scrape(url)
+    for _ in range(50):
+        time.sleep(0.2)
+        now = scrape(url)
+        if now.get(_CREATED) == last.get(_CREATED):
+            return now
+        last = now
+    raise AssertionError(f"the records counter at {url} never settled")
+
+
+_CREATED = ("bulk_ingest_records_total", (("entity", "customers"), ("outcome", "CREATED")))
+
+
 def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings, service):
     total = 20_000
     _a_victim_that_never_commits(settings, service)
@@ -110,7 +126,7 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
     # redelivered to the survivor.
     time.sleep(0.5)
     with _batches_held(settings, job["job_id"]):
-        counted_by_victim = scrape(worker_url(settings, "worker-1"))
+        counted_by_victim = _settled(worker_url(settings, "worker-1"))
         victim.kill()
     at_kill = _ledger(settings, job["job_id"])[0]
     assert at_kill < total, "the job finished before the kill; the test proves nothing"
