@@ -7,10 +7,12 @@ the job's counts, the outcome ledger, ``bulk.outcomes``, the report and the webh
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -45,6 +47,18 @@ def ledger_counts(settings: Any, job_id: str) -> dict[str, int]:
     return {status: int(count) for status, count in rows}
 
 
+def ledger_status(settings: Any, job_id: str, index: int) -> str:
+    with psycopg.connect(settings.libpq_url) as conn:
+        row = conn.execute(
+            "SELECT status FROM record_outcomes WHERE job_id = %s AND index = %s", [job_id, index]
+        ).fetchone()
+    return str(row[0]) if row else "missing"
+
+
+def is_terminal(found: dict[str, Any]) -> bool:
+    return found["status"] in {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELLED"}
+
+
 def under_way(tenant: Any, job_id: str, total: int) -> dict[str, Any]:
     return poll(
         lambda: (found := job(tenant, job_id)) and 0 < found["processed"] < total and found,
@@ -54,24 +68,56 @@ def under_way(tenant: Any, job_id: str, total: int) -> dict[str, Any]:
     )
 
 
+@contextlib.contextmanager
+def a_batch_held_on(settings: Any, tenant_id: str, key: str) -> Iterator[Callable[[], bool]]:
+    """An uncommitted row with ``key`` in this tenant: the persist batch that writes the record
+    of that key waits on the unique index, inside its transaction, until the block ends (the
+    row is rolled back, so the batch then writes the record as usual). Yields whether a batch
+    is waiting on it now."""
+    with psycopg.connect(settings.libpq_url) as conn:
+        conn.execute(
+            "INSERT INTO customers (id, tenant_id, external_id, first_name, last_name) "
+            "VALUES (gen_random_uuid(), %s, %s, 'held', 'held')",
+            [tenant_id, key],
+        )
+        blocker = conn.info.backend_pid
+
+        def waiting() -> bool:
+            with psycopg.connect(settings.libpq_url) as probe:
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    [blocker],
+                ).fetchone()
+            return bool(row and row[0])
+
+        try:
+            yield waiting
+        finally:
+            conn.rollback()
+
+
 def test_a_cancel_racing_the_batches_skips_the_rest_and_everything_agrees(
     tenant, make_tenant, settings
 ):
     receiver = Receiver().start()
     try:
         records = customers(unique_prefix(), TOTAL)
-        accepted = tenant.api.post(ASYNC, {"records": records, "webhook_url": receiver.url})
-        assert accepted.status == 202, accepted.body
-        job_id = accepted.json()["job_id"]
-        other = make_tenant()
-        bystander = other.api.post(ASYNC, {"records": customers(unique_prefix(), 2_000)})
-        assert bystander.status == 202, bystander.body
+        held_key = records[TOTAL // 2]["externalId"]
+        with a_batch_held_on(settings, tenant.tenant_id, held_key) as waiting:
+            body = {"records": records, "webhook_url": receiver.url}
+            accepted = tenant.api.post(ASYNC, body)
+            assert accepted.status == 202, accepted.body
+            job_id = accepted.json()["job_id"]
+            other = make_tenant()
+            bystander = other.api.post(ASYNC, {"records": customers(unique_prefix(), 2_000)})
+            assert bystander.status == 202, bystander.body
+            poll(waiting, 120, "a batch of the job to wait on the held key", interval=0.05)
 
-        before = under_way(tenant, job_id, TOTAL)
-        answer = cancel(tenant, job_id)
-        written_at_cancel = sum(ledger_counts(settings, job_id).values())
-
-        assert answer.status == 202, answer.body
+            before = job(tenant, job_id)
+            answer = cancel(tenant, job_id)
+            written_at_cancel = sum(ledger_counts(settings, job_id).values())
+            assert answer.status == 202, answer.body
+            assert not is_terminal(job(tenant, job_id)), "the cancel waits for the held batch"
         assert answer.headers["Location"] == f"/api/v1/jobs/{job_id}"
         assert answer.json()["job_id"] == job_id
         assert before["processed"] > 0 and written_at_cancel < TOTAL, "cancelled mid-job"
@@ -83,8 +129,9 @@ def test_a_cancel_racing_the_batches_skips_the_rest_and_everything_agrees(
         assert done["processed"] == TOTAL == done["successful"] + done["failed"] + done["skipped"]
         assert done["skipped"] > 0 and done["failed"] == 0
         assert ledger == {"CREATED": done["successful"], "SKIPPED": done["skipped"]}
-        # The race: batches in flight when the cancel was accepted were still written after it.
+        # The race: the batch in flight when the cancel was accepted was written after it.
         assert done["successful"] > written_at_cancel, (done, written_at_cancel)
+        assert ledger_status(settings, job_id, TOTAL // 2) == "CREATED"
 
         events = outcome_events(settings.kafka_bootstrap, settings.topics.outcomes, job_id, TOTAL)
         assert sorted(events) == list(range(TOTAL)), "every record has an outcome event"
