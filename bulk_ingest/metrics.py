@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -63,7 +63,10 @@ def exposition() -> tuple[bytes, str]:
 
 
 def worker_port(base: int, worker_id: str) -> int:
-    """The metrics port of worker ``worker-N``: ``base + N`` (N is 1 without a number)."""
+    """The metrics port of worker ``worker-N``: ``base + N`` (N is 1 without a number); 0, off,
+    when ``base`` is."""
+    if base <= 0:
+        return 0
     found = _WORKER_NUMBER.search(worker_id)
     return base + (int(found.group(1)) if found else 1)
 
@@ -80,10 +83,9 @@ def serve(port: int, host: str) -> None:
     log.info("metrics on http://%s:%d/metrics", host, port)
 
 
-def count_records(entity: str, outcomes: Iterable[str]) -> None:
-    """Count newly stored outcomes of one entity (call after their transaction committed)."""
-    tally: dict[str, int] = {}
-    for outcome in outcomes:
-        tally[outcome] = tally.get(outcome, 0) + 1
-    for outcome, count in tally.items():
-        RECORDS.labels(entity, outcome).inc(count)
+def count_records(counts: Mapping[tuple[str, str], int]) -> None:
+    """Count newly stored outcomes, by (entity, outcome) (call once their transaction
+    committed)."""
+    for (entity, outcome), count in counts.items():
+        if count:
+            RECORDS.labels(entity, outcome).inc(count)

@@ -315,8 +315,8 @@ def run_worker(settings: Settings) -> None:
     from faust.worker import Worker
 
     app = create_app(settings)
-    if settings.metrics_port:  # 0: off (worker_port would make it a port number)
-        port = metrics.worker_port(settings.metrics_port, settings.worker_id)
-        metrics.serve(port, settings.http_host)
+    metrics.serve(
+        metrics.worker_port(settings.metrics_port, settings.worker_id), settings.http_host
+    )
     worker = Worker(app, loglevel="INFO", quiet=True)
     worker.execute_from_commandline()

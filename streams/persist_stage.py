@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,7 +22,7 @@ from bulk_ingest.topics import Topic
 from domain.codec import UndecodableMessage
 from domain.entities import EntityRegistry
 from domain.messages import RecordBatch
-from domain.outcomes import Outcome, PendingRecord
+from domain.outcomes import PendingRecord
 from domain.text import storable
 from storage.jobs import JobRow
 from storage.ledger import UnprocessedRecord
@@ -53,13 +54,6 @@ def batch_problem(batch: RecordBatch, registry: EntityRegistry) -> str | None:
     if not batch.part_id or any(r["index"] < 0 for r in batch.records):
         return "the batch has no part id or a negative record index"
     return None
-
-
-def _by_entity(outcomes: Sequence[Outcome]) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for outcome in outcomes:
-        found.setdefault(outcome.entity, []).append(outcome.status.value)
-    return found
 
 
 class PersistStage:
@@ -108,8 +102,7 @@ class PersistStage:
         persisted = await self._persister.persist(list(parts.values()))
         stored = time.perf_counter()
         PERSIST_BATCH_SECONDS.observe(stored - decoded)
-        for entity, outcomes in _by_entity(persisted.written).items():
-            count_records(entity, outcomes)
+        count_records(Counter((o.entity, o.status.value) for o in persisted.written))
         messages = [
             self._announcer.outcome_message(outcome, payload)
             for outcome, payload in zip(persisted.outcomes, persisted.events, strict=True)

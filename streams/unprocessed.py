@@ -109,7 +109,7 @@ class UnprocessedRecords:
             failed = await ledger.fill(
                 conn, job_id, wanted, code, message, part_id, chunk_index=chunk_index
             )
-        count_records(job.entity, [RecordStatus.FAILED.value] * failed)
+        count_records({(job.entity, RecordStatus.FAILED.value): failed})
         log.warning("job %s: %d records failed %s (%s)", job_id, failed, code, where)
         await self.announce(job_id, part_id)
         return failed
@@ -170,7 +170,7 @@ class UnprocessedRecords:
                     reason=ending.reason,
                     total=known if job.total != known else None,
                 )
-        count_records(job.entity, [ending.outcome.value] * filled)
+        count_records({(job.entity, ending.outcome.value): filled})
         if complete and only_if_missing:
             log.info("job %s has every outcome; nudging the aggregator", job_id)
             await self._producer.send_all(
