@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api import files, imports, jobs, reports, webhooks
+from api import dashboard, files, imports, jobs, reports, webhooks
 from api.errors import error_middleware
 from api.services import SERVICES, SETTINGS, Services, services_ctx
 from bulk_ingest.metrics import exposition
@@ -61,7 +61,7 @@ def init_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(services_ctx)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    for module in (jobs, reports, webhooks, files, imports):
+    for module in (jobs, reports, webhooks, files, imports, dashboard):
         module.add_routes(app)
     return app
 
