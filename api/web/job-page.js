@@ -72,7 +72,7 @@ class JobView {
     this.reason = h("p", { class: "reason" });
     this.times = h("dl", { class: "times" });
     this.actions = h("div", { class: "actions", role: "group", "aria-label": "Job actions" });
-    this.notice = h("p", { class: "notice", role: "status" });
+    this.notice = h("p", { class: "notice", role: "status", id: "job-notice" });
     this.chart = h("section", { class: "card", "aria-labelledby": "codes-title" });
     this.errors = h("section", { class: "card", "aria-labelledby": "errors-title" });
     this.root.append(
