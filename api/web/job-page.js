@@ -160,6 +160,13 @@ class JobView {
       onOpen: () => {
         if (this.notice.textContent.startsWith("Live updates paused")) this.notice.textContent = "";
       },
+      onEnd: async () => {
+        // Ended without its terminal event (resumed after it, say): ask the job itself.
+        const job = await json(this.path).catch(() => null);
+        if (!job || !isTerminal(job.status) || this.stopped) return undefined;
+        this.show(job);
+        return "done";
+      },
     });
   }
 

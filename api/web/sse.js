@@ -69,13 +69,15 @@ const MAX_RETRY_MS = 15_000;
  * Reads `path` (under /api/v1) as an event stream until `close()`, calling `onEvent(type, data)`
  * with the parsed JSON of each event. A stream that drops or ends is opened again after a
  * growing delay with the last event's id in `Last-Event-ID`, unless `onEvent` returned
- * `"done"` (the job stream's terminal event). An answer that is not 2xx calls `onError(error)`;
- * a 4xx other than 429 stops the stream (a retry would get the same answer).
+ * `"done"` (the job stream's terminal event), or `onEnd()` — asked when a stream ends without
+ * that — answers `"done"`. An answer that is not 2xx calls `onError(error)`; a 4xx other than
+ * 429 stops the stream (a retry would get the same answer).
  */
 export class LiveStream {
-  constructor(path, { onEvent, onError = () => {}, onOpen = () => {} }) {
+  constructor(path, { onEvent, onError = () => {}, onOpen = () => {}, onEnd = () => {} }) {
     this.path = path;
     this.onEvent = onEvent;
+    this.onEnd = onEnd;
     this.onError = onError;
     this.onOpen = onOpen;
     this.controller = null;
@@ -115,6 +117,7 @@ export class LiveStream {
       } else {
         this.onOpen();
         await this.read(answer.body, parser, () => done);
+        if (!done && !this.closed) done = (await this.onEnd()) === "done";
       }
     } catch (error) {
       if (this.closed) return;

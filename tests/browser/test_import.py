@@ -8,7 +8,6 @@ import csv
 import io
 import json
 from pathlib import Path
-from typing import Any
 
 from playwright.sync_api import Page, expect
 
@@ -57,9 +56,7 @@ def people_csv(prefix: str) -> bytes:
 
 def mapping_inputs(page: Page) -> dict[str, str]:
     inputs = page.locator("table.mapping-table input")
-    return {
-        str(field.get_attribute("data-column")): field.input_value() for field in inputs.all()
-    }
+    return {str(field.get_attribute("data-column")): field.input_value() for field in inputs.all()}
 
 
 def test_a_file_is_uploaded_mapped_by_hand_and_imported(

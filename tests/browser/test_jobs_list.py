@@ -34,10 +34,10 @@ def insert_finished_jobs(settings: Any, tenant_id: str, count: int) -> list[str]
         "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
         "processed, successful, failed, skipped, created_at, started_at, completed_at, "
         "updated_at) "
-        "SELECT gen_random_uuid(), %s, CASE WHEN i % 3 = 0 THEN 'products' ELSE 'customers' END, "
-        "'upsert', 'api', CASE WHEN i % 7 = 0 THEN 'COMPLETED_WITH_ERRORS' ELSE 'COMPLETED' END, "
-        "1000 + i, 1000 + i, CASE WHEN i % 7 = 0 THEN 990 + i ELSE 1000 + i END, "
-        "CASE WHEN i % 7 = 0 THEN 10 ELSE 0 END, 0, "
+        "SELECT gen_random_uuid(), %s, CASE WHEN i %% 3 = 0 THEN 'products' ELSE 'customers' END, "
+        "'upsert', 'api', CASE WHEN i %% 7 = 0 THEN 'COMPLETED_WITH_ERRORS' ELSE 'COMPLETED' END, "
+        "1000 + i, 1000 + i, CASE WHEN i %% 7 = 0 THEN 990 + i ELSE 1000 + i END, "
+        "CASE WHEN i %% 7 = 0 THEN 10 ELSE 0 END, 0, "
         "now() - i * interval '1 minute', now() - i * interval '1 minute', "
         "now() - i * interval '1 minute' + interval '5 seconds', "
         "now() - i * interval '1 minute' + interval '5 seconds' "
@@ -50,12 +50,12 @@ def insert_finished_jobs(settings: Any, tenant_id: str, count: int) -> list[str]
 
 LISTED_AT = """() => {
   const observer = new MutationObserver(() => {
-    if (!window.__listedAt && document.querySelectorAll("li.job").length >= %d) {
+    if (!window.__listedAt && document.querySelectorAll("li.job").length >= MANY) {
       window.__listedAt = performance.now();
     }
   });
   observer.observe(document, { childList: true, subtree: true });
-}""" % MANY
+}""".replace("MANY", str(MANY))
 
 
 def test_a_thousand_jobs_are_listed_newest_first_and_usable_within_a_second(
