@@ -14,9 +14,9 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api import dashboard, files, imports, jobs, reports, webhooks
+from api import dashboard, entities, files, imports, job_events, jobs, reports, webhooks
 from api.errors import error_middleware
-from api.services import SERVICES, SETTINGS, Services, services_ctx
+from api.services import SERVICES, SETTINGS, Services, end_streams, services_ctx
 from bulk_ingest.metrics import exposition
 from bulk_ingest.settings import Settings
 
@@ -59,9 +59,10 @@ def init_app(settings: Settings) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app.cleanup_ctx.append(services_ctx)
+    app.on_shutdown.append(end_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    for module in (jobs, reports, webhooks, files, imports, dashboard):
+    for module in (job_events, jobs, reports, webhooks, files, imports, entities, dashboard):
         module.add_routes(app)
     return app
 

@@ -27,8 +27,8 @@ from domain.job_view import API_PREFIX, decode_cursor, job_object, record_result
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BulkRequestChunk, JobProgressed
 from domain.validation import encodable_record
+from storage import job_listing, ledger
 from storage import jobs as job_store
-from storage import ledger
 
 MAX_PAGE = 200
 MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES // 2
@@ -269,7 +269,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     if not 1 <= limit <= MAX_PAGE:
         raise problem(422, ErrorCode.InvalidParameter, f"limit must be 1..{MAX_PAGE}")
     async with services.engine.connect() as conn:
-        page = await job_store.list_jobs(
+        page = await job_listing.list_jobs(
             conn,
             tenant_id,
             status=status,

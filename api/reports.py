@@ -2,6 +2,8 @@
 
 ``GET /jobs/{id}/report`` (``text/csv``) and ``GET /jobs/{id}/results`` (``application/zip``,
 ``?format=csv`` for the bare CSV). Before the job is terminal both answer ``409 ReportNotReady``.
+``GET /jobs/{id}/error-codes`` counts the failed and skipped records by code, at any time (the
+dashboard's error breakdown).
 The report writer normally has the files ready when a job ends; if a download arrives first,
 the same store writes them right away, so a terminal job's files are always served.
 """
@@ -18,6 +20,7 @@ from api.services import Services
 from domain.errors import ErrorCode
 from domain.job_view import API_PREFIX, job_url
 from domain.jobs import JobStatus, is_terminal
+from storage import ledger
 from storage.reports import ReportStore
 from storage.rows import Row
 
@@ -70,6 +73,15 @@ async def get_results(request: web.Request) -> web.FileResponse:
     return _download(files.results_zip, ZIP_TYPE, f"job-{job['job_id']}-results.zip")
 
 
+async def get_error_codes(request: web.Request) -> web.Response:
+    services, job = await owned_job(request)
+    async with services.engine.connect() as conn:
+        counts = await ledger.error_code_counts(conn, job["job_id"])
+    codes = [{"errorCode": code, "count": count} for code, count in counts]
+    return web.json_response({"job_id": job["job_id"], "codes": codes})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_get(API_PREFIX + "/jobs/{job_id}/report", get_report)
     app.router.add_get(API_PREFIX + "/jobs/{job_id}/results", get_results)
+    app.router.add_get(API_PREFIX + "/jobs/{job_id}/error-codes", get_error_codes)

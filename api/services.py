@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.live_jobs import LiveJobs
+from api.notifications import NotificationListener
 from api.waiter import JobWaiter
 from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.settings import Settings
@@ -27,12 +29,18 @@ class Services:
     producer: AsyncProducer
     registry: EntityRegistry
     waiter: JobWaiter
+    live: LiveJobs
     webhook_policy: WebhookPolicy
     topics: Topics
 
 
 SERVICES = web.AppKey("services", Services)
 SETTINGS = web.AppKey("settings", Settings)
+
+
+async def end_streams(app: web.Application) -> None:
+    """On shutdown, before the gateway waits for its handlers: open event streams end."""
+    await app[SERVICES].live.stop()
 
 
 async def services_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -45,14 +53,18 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         client_id="bulk-ingest-gateway",
         delivery_timeout_seconds=settings.kafka_delivery_timeout_seconds,
     )
-    waiter = JobWaiter(settings.libpq_url)
-    waiter.start()
+    listener = NotificationListener(settings.libpq_url)
+    waiter = JobWaiter(listener)
+    live = LiveJobs(engine, listener)
+    listener.start()
+    live.start()
     app[SERVICES] = Services(
         settings=settings,
         engine=engine,
         producer=producer,
         registry=EntityRegistry.load(schemas_dir),
         waiter=waiter,
+        live=live,
         webhook_policy=WebhookPolicy.from_settings(
             settings.webhook_allow_loopback,
             settings.webhook_allowed_networks,
@@ -61,6 +73,7 @@ async def services_ctx(app: web.Application) -> AsyncIterator[None]:
         topics=Topics.load(settings),
     )
     yield
-    await waiter.stop()
+    await live.stop()
+    await listener.stop()
     await asyncio.to_thread(producer.close)
     await engine.dispose()

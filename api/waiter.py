@@ -1,40 +1,32 @@
 """Wait for jobs to become terminal without polling the database in a tight loop.
 
-One connection per gateway LISTENs on the channel the aggregator NOTIFYs when it commits a
-terminal status. A slow re-check (once a second per waiting request) covers notifications lost
-while the listening connection was reconnecting.
+The aggregator NOTIFYs :data:`storage.jobs.JOB_TERMINAL_CHANNEL` when it commits a terminal
+status; the gateway's :class:`api.notifications.NotificationListener` hands it here. A slow
+re-check (once a second per waiting request) covers notifications lost while the listening
+connection was reconnecting.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 
-import psycopg
-
+from api.notifications import NotificationListener
 from storage.jobs import JOB_TERMINAL_CHANNEL
 
-log = logging.getLogger(__name__)
 RECHECK_SECONDS = 1.0
 
 
 class JobWaiter:
-    def __init__(self, libpq_url: str) -> None:
-        self._url = libpq_url
+    def __init__(self, listener: NotificationListener) -> None:
         self._waiting: dict[str, set[asyncio.Event]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
+        listener.on(JOB_TERMINAL_CHANNEL, self._wake)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="job-waiter")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+    def _wake(self, job_id: str) -> None:
+        for event in self._waiting.get(job_id, ()):
+            event.set()
 
     async def wait_terminal(
         self, job_id: str, timeout: float, is_terminal: Callable[[], Awaitable[bool]]
@@ -58,19 +50,3 @@ class JobWaiter:
             self._waiting[job_id].discard(event)
             if not self._waiting[job_id]:
                 del self._waiting[job_id]
-
-    async def _listen_forever(self) -> None:
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True
-                ) as conn:
-                    await conn.execute(f"LISTEN {JOB_TERMINAL_CHANNEL}")
-                    async for notice in conn.notifies():
-                        for event in self._waiting.get(notice.payload, ()):
-                            event.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # reconnect; the re-check covers the gap
-                log.warning("job waiter lost its database connection (%s); reconnecting", exc)
-                await asyncio.sleep(1)

@@ -43,12 +43,12 @@ from bench.processes import Side, listening_pid
 from bulk_ingest.import_client import (
     ClientError,
     Gateway,
-    ProgressMeter,
     StatusLine,
     progress_line,
     upload,
 )
 from bulk_ingest.settings import load_settings
+from domain.progress import ProgressMeter
 
 HEADER = [
     "External ID",

@@ -19,11 +19,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from domain.progress import ProgressMeter
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 TERMINAL = frozenset(
@@ -39,7 +40,6 @@ CONTENT_TYPES = {
     ".jsonl": "application/x-ndjson",
 }
 POLL_SECONDS = 0.5
-RATE_WINDOW_SECONDS = 5.0
 PLAIN_PROGRESS_SECONDS = 5.0
 BAR_WIDTH = 24
 
@@ -193,32 +193,6 @@ def upload(
 
 
 # --- progress -------------------------------------------------------------------------------------
-
-
-@dataclass
-class ProgressMeter:
-    """Rate over the last few seconds, ETA from it; fed with (time, processed) samples."""
-
-    window: float = RATE_WINDOW_SECONDS
-    _samples: deque[tuple[float, int]] = field(default_factory=deque)
-
-    def add(self, now: float, processed: int) -> None:
-        self._samples.append((now, processed))
-        while len(self._samples) > 2 and now - self._samples[0][0] > self.window:
-            self._samples.popleft()
-
-    @property
-    def rate(self) -> float:
-        if len(self._samples) < 2:
-            return 0.0
-        (t0, p0), (t1, p1) = self._samples[0], self._samples[-1]
-        return (p1 - p0) / (t1 - t0) if t1 > t0 else 0.0
-
-    def eta(self, total: int, processed: int) -> float | None:
-        rate = self.rate
-        if total <= 0 or rate <= 0:
-            return None
-        return max(total - processed, 0) / rate
 
 
 def clock(seconds: float | None) -> str:

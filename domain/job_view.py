@@ -8,12 +8,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.jobs import JobStatus, is_terminal
 
 API_PREFIX = "/api/v1"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -112,3 +113,30 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     padded = cursor + "=" * (-len(cursor) % 4)
     created_at, job_id = json.loads(base64.urlsafe_b64decode(padded))
     return datetime.fromisoformat(created_at), str(job_id)
+
+
+def progress_body(
+    job: Mapping[str, Any], records_per_second: float, eta_seconds: float | None
+) -> dict[str, Any]:
+    """A ``progress`` event of the live streams (``GET /jobs/{id}/events``, ``/jobs/events``)."""
+    return {
+        "job_id": job["job_id"],
+        "status": job["status"],
+        "total": job["total"],
+        "processed": job["processed"],
+        "successful": job["successful"],
+        "failed": job["failed"],
+        "skipped": job["skipped"],
+        "records_per_second": round(records_per_second, 1),
+        "eta_seconds": None if eta_seconds is None else round(eta_seconds, 1),
+    }
+
+
+def event_id(updated_at: datetime) -> int:
+    """A live stream's event id: the job row's ``updated_at`` in microseconds since the epoch
+    (what ``Last-Event-ID`` brings back to resume after)."""
+    return (updated_at - EPOCH) // timedelta(microseconds=1)
+
+
+def moment_of_event(event: int) -> datetime:
+    return EPOCH + timedelta(microseconds=event)

@@ -5,7 +5,9 @@ workers') or a SQLAlchemy ``AsyncConnection`` (the gateway's and the consumers')
 used through its driver connection, inside the caller's transaction. Every status written here
 is computed by :mod:`domain.jobs` and guarded by :func:`domain.jobs.allowed_transition`; a job
 becomes terminal either through the aggregator's progress (:func:`save_progress`) or through
-:func:`end_job`. :func:`notify` is the one place that sends notifications.
+:func:`end_job`. :func:`notify` is the one place that sends notifications: every change a
+watcher sees (created, ready, counts, status) also goes on :data:`JOB_CHANGED_CHANNEL`. Read-only
+listings for the gateway are in :mod:`storage.job_listing`.
 """
 
 from __future__ import annotations
@@ -17,18 +19,19 @@ from typing import Any, NamedTuple
 
 from psycopg.rows import dict_row
 
-from domain.job_view import encode_cursor
 from domain.jobs import TERMINAL_STATUSES, JobProgress, JobStatus, allowed_transition, is_terminal
 from storage.connection import Connection, driver
 
 JOB_TERMINAL_CHANNEL = "bulk_ingest_job_terminal"
+JOB_CHANGED_CHANNEL = "bulk_ingest_job_changed"
+"""Job id only: the job was created, moved or changed status (coalesced by the listeners)."""
 LIVE = tuple(s.value for s in JobStatus if not is_terminal(s))
 TERMINAL = tuple(s.value for s in TERMINAL_STATUSES)
 
 Job = dict[str, Any]
 """A job row, column by column (ids as text)."""
 
-_COLUMNS = (
+COLUMNS = (
     "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, "
     "total, processed, successful, failed, skipped, webhook_url, idempotency_key, request_hash, "
     "failure_reason, report_path, results_path, started_at, completed_at, created_at, "
@@ -36,14 +39,14 @@ _COLUMNS = (
 )
 
 
-async def _one(conn: Connection, query: str, params: Any) -> Job | None:
+async def one_row(conn: Connection, query: str, params: Any) -> Job | None:
     pg = await driver(conn)
     async with pg.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query, params)
         return await cursor.fetchone()
 
 
-async def _all(conn: Connection, query: str, params: Any) -> list[Job]:
+async def all_rows(conn: Connection, query: str, params: Any) -> list[Job]:
     pg = await driver(conn)
     async with pg.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(query, params)
@@ -88,6 +91,7 @@ async def insert_job(conn: Connection, job: NewJob) -> None:
         "%(idempotency_key)s, %(request_hash)s)",
         {**job.__dict__, "status": str(job.status)},
     )
+    await notify(conn, JOB_CHANGED_CHANNEL, job.job_id)
 
 
 async def register_from_chunk(conn: Connection, job: NewJob) -> tuple[bool, JobRow | None]:
@@ -95,7 +99,7 @@ async def register_from_chunk(conn: Connection, job: NewJob) -> tuple[bool, JobR
 
     (tenant exists, the job row — new or already there); one statement.
     """
-    row = await _one(
+    row = await one_row(
         conn,
         "WITH tenant AS (SELECT tenant_id FROM tenants WHERE tenant_id = %(tenant_id)s), "
         "registered AS (INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, "
@@ -115,9 +119,9 @@ async def register_from_chunk(conn: Connection, job: NewJob) -> tuple[bool, JobR
 
 
 async def job_by_idempotency_key(conn: Connection, tenant_id: str, key: str) -> Job | None:
-    return await _one(
+    return await one_row(
         conn,
-        f"SELECT {_COLUMNS} FROM jobs WHERE tenant_id = %s AND idempotency_key = %s",
+        f"SELECT {COLUMNS} FROM jobs WHERE tenant_id = %s AND idempotency_key = %s",
         [tenant_id, key],
     )
 
@@ -125,10 +129,10 @@ async def job_by_idempotency_key(conn: Connection, tenant_id: str, key: str) -> 
 async def get_job(conn: Connection, job_id: str, tenant_id: str | None = None) -> Job | None:
     """The job; with ``tenant_id``, only if it is that tenant's."""
     if tenant_id is None:
-        return await _one(conn, f"SELECT {_COLUMNS} FROM jobs WHERE job_id = %s", [job_id])
-    return await _one(
+        return await one_row(conn, f"SELECT {COLUMNS} FROM jobs WHERE job_id = %s", [job_id])
+    return await one_row(
         conn,
-        f"SELECT {_COLUMNS} FROM jobs WHERE job_id = %s AND tenant_id = %s",
+        f"SELECT {COLUMNS} FROM jobs WHERE job_id = %s AND tenant_id = %s",
         [job_id, tenant_id],
     )
 
@@ -140,6 +144,7 @@ async def mark_ready(conn: Connection, job_id: str) -> None:
         "UPDATE jobs SET status = %s, updated_at = now() WHERE job_id = %s AND status = %s",
         [JobStatus.READY.value, job_id, JobStatus.PENDING.value],
     )
+    await notify(conn, JOB_CHANGED_CHANNEL, job_id)
 
 
 async def abandon_job(conn: Connection, job_id: str, reason: str) -> None:
@@ -155,49 +160,6 @@ async def abandon_job(conn: Connection, job_id: str, reason: str) -> None:
         "updated_at = now() WHERE job_id = %s AND status = %s",
         [reason, job_id, JobStatus.PENDING.value],
     )
-
-
-# --- listing ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class JobPage:
-    rows: Sequence[Job]
-    next_cursor: str | None
-
-
-async def list_jobs(
-    conn: Connection,
-    tenant_id: str,
-    *,
-    status: str | None,
-    entity: str | None,
-    limit: int,
-    cursor: tuple[datetime, str] | None,
-) -> JobPage:
-    """The tenant's jobs, newest first, ``limit`` at a time."""
-    conditions = ["tenant_id = %(tenant)s"]
-    params: dict[str, Any] = {"tenant": tenant_id, "limit": limit + 1}
-    if status:
-        conditions.append("status = %(status)s")
-        params["status"] = status
-    if entity:
-        conditions.append("entity = %(entity)s")
-        params["entity"] = entity
-    if cursor:
-        conditions.append("(created_at, job_id) < (%(created)s, %(job)s::uuid)")
-        params["created"], params["job"] = cursor
-    rows = await _all(
-        conn,
-        f"SELECT {_COLUMNS} FROM jobs WHERE {' AND '.join(conditions)} "
-        "ORDER BY created_at DESC, job_id DESC LIMIT %(limit)s",
-        params,
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["job_id"])
-    return JobPage(rows, next_cursor)
 
 
 # --- the workers' view ------------------------------------------------------------------------
@@ -240,13 +202,13 @@ def _job_row(row: Job) -> JobRow:
 async def lock_job(conn: Connection, job_id: str) -> JobRow | None:
     """The job row, locked ``FOR UPDATE`` until the caller's transaction ends: it also waits for
     the persist batches of the job (they hold ``FOR KEY SHARE``), for filling and ending it."""
-    row = await _one(conn, f"SELECT {_ROW} FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
+    row = await one_row(conn, f"SELECT {_ROW} FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
     return _job_row(row) if row else None
 
 
 async def job_row(conn: Connection, job_id: str) -> JobRow | None:
     """The job row, unlocked."""
-    row = await _one(conn, f"SELECT {_ROW} FROM jobs WHERE job_id = %s", [job_id])
+    row = await one_row(conn, f"SELECT {_ROW} FROM jobs WHERE job_id = %s", [job_id])
     return _job_row(row) if row else None
 
 
@@ -260,7 +222,7 @@ async def lock_for_batch(
     take (:func:`lock_job`), and not with the aggregator's ``FOR NO KEY UPDATE``, so batches of
     one job on several workers never wait for each other or for the job's progress updates.
     """
-    rows = await _all(
+    rows = await all_rows(
         conn,
         "SELECT job_id::text AS job_id, status, accepted_seq FROM jobs "
         "WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id FOR KEY SHARE",
@@ -279,7 +241,7 @@ class Pace(NamedTuple):
 
 async def pace_of(conn: Connection, job_id: str) -> Pace:
     """The :class:`Pace` of a job, for an import pacing itself (gone: INTERNAL_FAILURE)."""
-    row = await _one(
+    row = await one_row(
         conn,
         "SELECT status, processed, cancel_requested_at IS NOT NULL AS cancel FROM jobs "
         "WHERE job_id = %s",
@@ -305,18 +267,19 @@ async def set_total(conn: Connection, job_id: str, total: int) -> None:
         "UPDATE jobs SET total = %s, updated_at = now() WHERE job_id = %s AND status <> ALL(%s)",
         [total, job_id, list(TERMINAL)],
     )
+    await notify(conn, JOB_CHANGED_CHANNEL, job_id)
 
 
 async def lock_for_progress(conn: Connection, job_id: str) -> Job | None:
     """The whole job row, locked ``FOR NO KEY UPDATE`` (the aggregator)."""
-    return await _one(
-        conn, f"SELECT {_COLUMNS} FROM jobs WHERE job_id = %s FOR NO KEY UPDATE", [job_id]
+    return await one_row(
+        conn, f"SELECT {COLUMNS} FROM jobs WHERE job_id = %s FOR NO KEY UPDATE", [job_id]
     )
 
 
 async def counted(conn: Connection, job_id: str) -> tuple[int, int, int]:
     """(successful, failed, skipped) summed over the job's parts: its stored outcomes."""
-    row = await _one(
+    row = await one_row(
         conn,
         "SELECT coalesce(sum(successful), 0) AS s, coalesce(sum(failed), 0) AS f, "
         "coalesce(sum(skipped), 0) AS k FROM job_parts WHERE job_id = %s",
@@ -329,19 +292,20 @@ async def counted(conn: Connection, job_id: str) -> tuple[int, int, int]:
 async def save_progress(conn: Connection, job: Job, after: JobProgress) -> Job:
     """Write what :meth:`domain.jobs.JobProgress.advance` made of the job; the row as saved.
 
-    A status change must be an allowed transition; a terminal job wakes waiting gateways.
+    A status change must be an allowed transition; watchers are told, and a terminal job wakes
+    waiting gateways.
     """
     before = JobStatus(job["status"])
     if after.status is not before and not allowed_transition(before, after.status):
         raise ValueError(f"job {job['job_id']}: {before} → {after.status} is not allowed")
-    saved = await _one(
+    saved = await one_row(
         conn,
         "UPDATE jobs SET status = %(status)s, processed = %(processed)s, "
         "successful = %(successful)s, failed = %(failed)s, skipped = %(skipped)s, "
         "started_at = CASE WHEN %(processed)s > 0 THEN coalesce(started_at, now()) "
         "ELSE started_at END, completed_at = CASE WHEN %(terminal)s THEN now() "
         "ELSE completed_at END, updated_at = now() "
-        f"WHERE job_id = %(job_id)s RETURNING {_COLUMNS}",
+        f"WHERE job_id = %(job_id)s RETURNING {COLUMNS}",
         {
             "status": after.status.value,
             "processed": after.processed,
@@ -353,6 +317,7 @@ async def save_progress(conn: Connection, job: Job, after: JobProgress) -> Job:
         },
     )
     assert saved is not None
+    await notify(conn, JOB_CHANGED_CHANNEL, job["job_id"])
     if is_terminal(after.status):
         await notify(conn, JOB_TERMINAL_CHANNEL, job["job_id"])
     return saved
@@ -373,7 +338,7 @@ async def end_job(
     still being read). Gateways waiting on the job are woken when the transaction commits.
     True when the job changed.
     """
-    row = await _one(conn, "SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
+    row = await one_row(conn, "SELECT status FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
     if row is None or not allowed_transition(JobStatus(row["status"]), status):
         return False
     await _run(
@@ -387,6 +352,7 @@ async def end_job(
         "WHERE jobs.job_id = %(job_id)s",
         {"status": status.value, "reason": reason, "total": total, "job_id": job_id},
     )
+    await notify(conn, JOB_CHANGED_CHANNEL, job_id)
     await notify(conn, JOB_TERMINAL_CHANNEL, job_id)
     return True
 
@@ -396,7 +362,7 @@ async def end_job(
 
 async def abandoned_jobs(conn: Connection, limit: int) -> list[tuple[str, str | None]]:
     """(job id, reason) of live jobs the gateway gave up publishing."""
-    rows = await _all(
+    rows = await all_rows(
         conn,
         "SELECT job_id::text AS job_id, failure_reason FROM jobs WHERE status = ANY(%s) "
         "AND abandoned_at IS NOT NULL ORDER BY abandoned_at LIMIT %s",
@@ -407,7 +373,7 @@ async def abandoned_jobs(conn: Connection, limit: int) -> list[tuple[str, str | 
 
 async def idle_jobs(conn: Connection, idle_seconds: float, limit: int) -> list[str]:
     """Live jobs with no progress, no chunk taken and no creation for ``idle_seconds``."""
-    rows = await _all(
+    rows = await all_rows(
         conn,
         "SELECT job_id::text AS job_id FROM jobs j WHERE status = ANY(%(live)s) "
         "AND updated_at < now() - %(idle)s * interval '1 second' "
@@ -424,9 +390,9 @@ async def jobs_missing_delivery(
     conn: Connection, *, completed_after: datetime, completed_before: datetime, limit: int
 ) -> list[Job]:
     """Terminal jobs with a webhook_url and no delivery: what the webhook sweep hands on."""
-    return await _all(
+    return await all_rows(
         conn,
-        f"SELECT {', '.join('j.' + c.strip() for c in _COLUMNS.split(','))} FROM jobs j "
+        f"SELECT {', '.join('j.' + c.strip() for c in COLUMNS.split(','))} FROM jobs j "
         "LEFT JOIN webhook_deliveries d ON d.job_id = j.job_id WHERE j.webhook_url IS NOT NULL "
         "AND j.completed_at > %(after)s AND j.completed_at <= %(before)s "
         "AND j.status = ANY(%(terminal)s) AND d.webhook_id IS NULL "
@@ -466,7 +432,7 @@ async def live_import(
     conn: Connection, tenant_id: str, entity: str, *, exclusive_only: bool
 ) -> LiveImport | None:
     """The oldest live import of the tenant and entity (only exclusive ones if asked)."""
-    row = await _one(
+    row = await one_row(
         conn,
         "SELECT j.job_id::text AS job_id, j.status, i.exclusive FROM jobs j "
         "JOIN imports i ON i.job_id = j.job_id WHERE j.tenant_id = %(tenant)s "
@@ -486,7 +452,7 @@ async def files_read_by_live_jobs(
     conn: Connection, file_ids: Sequence[str] | None = None
 ) -> set[str]:
     """Which files (of these, or of all) a live import still reads: their bytes must stay."""
-    rows = await _all(
+    rows = await all_rows(
         conn,
         "SELECT DISTINCT i.file_id::text AS file_id FROM imports i JOIN jobs j "
         "ON j.job_id = i.job_id WHERE j.status = ANY(%(live)s) "

@@ -305,3 +305,14 @@ async def all_outcomes(conn: Connection, job_id: str) -> list[dict[str, Any]]:
             [job_id],
         )
         return await cursor.fetchall()
+
+
+async def error_code_counts(conn: Connection, job_id: str) -> list[tuple[str, int]]:
+    """How many of the job's records failed or were skipped with each code, most first."""
+    pg = await driver(conn)
+    cursor = await pg.execute(
+        "SELECT error_code, count(*) FROM record_outcomes WHERE job_id = %s "
+        "AND error_code IS NOT NULL GROUP BY error_code ORDER BY count(*) DESC, error_code",
+        [job_id],
+    )
+    return [(str(code), int(count)) for code, count in await cursor.fetchall()]

@@ -7,12 +7,10 @@ the job's counts, the outcome ledger, ``bulk.outcomes``, the report and the webh
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import uuid
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -21,6 +19,7 @@ import pytest
 from tests.e2e.test_completion import Receiver
 from tests.support.http import poll
 from tests.support.imports import MAPPING, people, spreadsheet_csv, start, uploaded
+from tests.support.jobs import a_batch_held_on
 from tests.support.outcomes import outcome_events
 from tests.support.records import customers, unique_prefix
 
@@ -66,34 +65,6 @@ def under_way(tenant: Any, job_id: str, total: int) -> dict[str, Any]:
         f"job {job_id} to be under way",
         interval=0.02,
     )
-
-
-@contextlib.contextmanager
-def a_batch_held_on(settings: Any, tenant_id: str, key: str) -> Iterator[Callable[[], bool]]:
-    """An uncommitted row with ``key`` in this tenant: the persist batch that writes the record
-    of that key waits on the unique index, inside its transaction, until the block ends (the
-    row is rolled back, so the batch then writes the record as usual). Yields whether a batch
-    is waiting on it now."""
-    with psycopg.connect(settings.libpq_url) as conn:
-        conn.execute(
-            "INSERT INTO customers (id, tenant_id, external_id, first_name, last_name) "
-            "VALUES (gen_random_uuid(), %s, %s, 'held', 'held')",
-            [tenant_id, key],
-        )
-        blocker = conn.info.backend_pid
-
-        def waiting() -> bool:
-            with psycopg.connect(settings.libpq_url) as probe:
-                row = probe.execute(
-                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
-                    [blocker],
-                ).fetchone()
-            return bool(row and row[0])
-
-        try:
-            yield waiting
-        finally:
-            conn.rollback()
 
 
 def test_a_cancel_racing_the_batches_skips_the_rest_and_everything_agrees(

@@ -1,9 +1,12 @@
 """Job rows written straight into the database, as a Kafka producer's first chunk would leave
-them, for tests that drive storage or a stage without the gateway."""
+them, for tests that drive storage or a stage without the gateway; and a job held mid-way."""
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import psycopg
 
@@ -28,3 +31,31 @@ def tenant_with_a_live_job(
             [job_id, tenant_id, entity, operation, total],
         )
     return tenant_id, job_id
+
+
+@contextlib.contextmanager
+def a_batch_held_on(settings: Any, tenant_id: str, key: str) -> Iterator[Callable[[], bool]]:
+    """An uncommitted row with ``key`` in this tenant: the persist batch that writes the record
+    of that key waits on the unique index, inside its transaction, until the block ends (the
+    row is rolled back, so the batch then writes the record as usual). Yields whether a batch
+    is waiting on it now."""
+    with psycopg.connect(settings.libpq_url) as conn:
+        conn.execute(
+            "INSERT INTO customers (id, tenant_id, external_id, first_name, last_name) "
+            "VALUES (gen_random_uuid(), %s, %s, 'held', 'held')",
+            [tenant_id, key],
+        )
+        blocker = conn.info.backend_pid
+
+        def waiting() -> bool:
+            with psycopg.connect(settings.libpq_url) as probe:
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    [blocker],
+                ).fetchone()
+            return bool(row and row[0])
+
+        try:
+            yield waiting
+        finally:
+            conn.rollback()

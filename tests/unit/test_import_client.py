@@ -8,7 +8,6 @@ import pytest
 
 from bulk_ingest.import_client import (
     ClientError,
-    ProgressMeter,
     add_arguments,
     clock,
     gateway_from,
@@ -18,6 +17,7 @@ from bulk_ingest.import_client import (
     refusal,
     summary,
 )
+from domain.progress import ProgressMeter
 
 
 def args(*argv: str) -> argparse.Namespace:
