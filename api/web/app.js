@@ -4,9 +4,32 @@
 
 import { ApiError, apiKey, forgetKey, json, onUnauthorized, rememberKey } from "./api.js";
 import { fill, h } from "./dom.js";
-import { importPage } from "./import-page.js";
-import { jobPage } from "./job-page.js";
 import { jobsList } from "./jobs-list.js";
+
+// The job page and the import page are fetched when first opened: the jobs list, the first
+// view, needs no more than the browser's six connections fetch at once.
+const jobPage = lazily("./job-page.js", "jobPage");
+const importPage = lazily("./import-page.js", "importPage");
+
+function lazily(module, name) {
+  return (root, ...args) => {
+    let leaveView = null;
+    let left = false;
+    import(module)
+      .then((loaded) => {
+        if (left) return;
+        leaveView = loaded[name](root, ...args);
+        root.querySelector("h1")?.focus({ preventScroll: true });
+      })
+      .catch((error) => {
+        root.append(h("p", { class: "problem", role: "alert" }, `Could not load the page: ${error.message}`));
+      });
+    return () => {
+      left = true;
+      if (leaveView) leaveView();
+    };
+  };
+}
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");

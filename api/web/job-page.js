@@ -101,6 +101,22 @@ class JobView {
     );
   }
 
+  /** A new status brings new times (started_at): read them once from the job. */
+  async refreshTimes() {
+    const job = await json(this.path).catch(() => null);
+    if (!job || this.stopped || isTerminal(this.job.status)) return;
+    this.showTimes(job);
+  }
+
+  showTimes(job) {
+    fill(
+      this.times,
+      timeEntry("Created", job.created_at),
+      timeEntry("Started", job.started_at),
+      timeEntry("Ended", job.completed_at),
+    );
+  }
+
   show(job) {
     this.job = job;
     fill(this.badge, statusBadge(job.status));
@@ -108,12 +124,7 @@ class JobView {
     this.speed.textContent = "";
     this.reason.textContent = job.failure_reason || "";
     this.reason.hidden = !job.failure_reason;
-    fill(
-      this.times,
-      timeEntry("Created", job.created_at),
-      timeEntry("Started", job.started_at),
-      timeEntry("Ended", job.completed_at),
-    );
+    this.showTimes(job);
     this.showActions(job);
     this.showErrors(job.errors || []);
     this.refreshCodes(true);
@@ -145,6 +156,7 @@ class JobView {
           if (this.job.status !== data.status) {
             this.job = { ...this.job, status: data.status };
             fill(this.badge, statusBadge(data.status));
+            this.refreshTimes();
           }
           return undefined;
         }

@@ -45,12 +45,12 @@ export function jobsList(root) {
     more,
   );
 
-  function add(job, { atTop = false } = {}) {
+  function add(job, { atTop = false, into = list } = {}) {
     if (rows.has(job.job_id)) return rows.get(job.job_id).update(job);
     const row = jobRow(job);
     rows.set(job.job_id, row);
     if (atTop) list.prepend(row.element);
-    else list.append(row.element);
+    else into.append(row.element);
   }
 
   function showSummary() {
@@ -63,18 +63,28 @@ export function jobsList(root) {
     }
   }
 
+  function fetchPage(from) {
+    const query = new URLSearchParams({ limit: String(PAGE), ...filters });
+    if (from) query.set("cursor", from);
+    return json(`/jobs?${query}`);
+  }
+
   async function loadPages(limit) {
     fill(more);
-    const wanted = rows.size + limit;
-    do {
-      const query = new URLSearchParams({ limit: String(PAGE), ...filters });
-      if (cursor) query.set("cursor", cursor);
-      const page = await json(`/jobs?${query}`);
+    let left = limit;
+    let next = fetchPage(cursor);
+    while (next) {
+      const page = await next;
       if (stopped) return;
-      for (const job of page.jobs) add(job);
       cursor = page.next_cursor;
+      left -= page.jobs.length;
+      // The next page is asked for before this one is drawn: the two overlap.
+      next = cursor && left > 0 ? fetchPage(cursor) : null;
+      const rowsOfPage = document.createDocumentFragment();
+      for (const job of page.jobs) add(job, { into: rowsOfPage });
+      list.append(rowsOfPage);
       showSummary();
-    } while (cursor && rows.size < wanted);
+    }
     if (cursor) {
       fill(more, h("button", { type: "button", onclick: () => load(LISTED_AT_ONCE) }, "Load older jobs"));
     }
@@ -158,10 +168,8 @@ function filterForm(filters) {
   return h(
     "form",
     { class: "filters", "aria-label": "Filter jobs", onsubmit: (event) => event.preventDefault() },
-    h("label", { for: "filter-status" }, "Status"),
-    status,
-    h("label", { for: "filter-entity" }, "Entity"),
-    entity,
+    h("div", { class: "pair" }, h("label", { for: "filter-status" }, "Status"), status),
+    h("div", { class: "pair" }, h("label", { for: "filter-entity" }, "Entity"), entity),
   );
 }
 

@@ -24,7 +24,6 @@ from tests.support.records import customers, unique_prefix
 
 ASYNC = "/api/v1/customers/bulk/async"
 MANY = 1_000
-USABLE_WITHIN_MS = 1_000
 
 
 def insert_finished_jobs(settings: Any, tenant_id: str, count: int) -> list[str]:
@@ -48,18 +47,26 @@ def insert_finished_jobs(settings: Any, tenant_id: str, count: int) -> list[str]
     return [job_id for (job_id,) in rows]
 
 
-LISTED_AT = """() => {
+USABLE_WITHIN_MS = 1_000
+ALL_LISTED_WITHIN_MS = 2_000
+LONGEST_TASK_MS = 200
+
+TIMING = """() => {
+  window.__longTasks = [];
+  new PerformanceObserver((found) => {
+    for (const task of found.getEntries()) window.__longTasks.push(task.duration);
+  }).observe({ type: "longtask", buffered: true });
   const observer = new MutationObserver(() => {
-    if (!window.__listedAt && document.querySelectorAll("li.job").length >= MANY) {
-      window.__listedAt = performance.now();
-    }
+    const rows = document.querySelectorAll("li.job").length;
+    if (rows && !window.__firstRowsAt) window.__firstRowsAt = performance.now();
+    if (rows >= MANY && !window.__listedAt) window.__listedAt = performance.now();
   });
   observer.observe(document, { childList: true, subtree: true });
 }""".replace("MANY", str(MANY))
 
 
 def test_a_thousand_jobs_are_listed_newest_first_and_usable_within_a_second(
-    open_tab_on, tenant, settings, screenshots: Path
+    open_tab_on, tenant, settings
 ):
     ids = insert_finished_jobs(settings, tenant.tenant_id, MANY)
     tab = open_tab_on(DESKTOP)
@@ -67,13 +74,22 @@ def test_a_thousand_jobs_are_listed_newest_first_and_usable_within_a_second(
     log_in(tab, tenant.api_key)
     jobs = page.locator("li.job")
     expect(jobs).to_have_count(MANY)
-    page.add_init_script(f"({LISTED_AT})()")
+    page.add_init_script(f"({TIMING})()")
 
     page.reload()  # measured from the navigation's start: HTML, modules, five pages of jobs
     expect(jobs).to_have_count(MANY)
-    listed_ms = page.evaluate("window.__listedAt")
-    print(f"1,000 jobs listed {listed_ms:.0f} ms after the navigation started")
-    assert listed_ms <= USABLE_WITHIN_MS
+    first_ms, listed_ms, longest_ms = page.evaluate(
+        "[window.__firstRowsAt, window.__listedAt, Math.max(0, ...window.__longTasks)]"
+    )
+    print(
+        f"jobs list: first rows after {first_ms:.0f} ms, all {MANY:,} after {listed_ms:.0f} ms, "
+        f"longest task {longest_ms:.0f} ms"
+    )
+    # Usable: rows to read and click within the second, the page never frozen while the other
+    # pages arrive (200 a request, the API's largest page).
+    assert first_ms <= USABLE_WITHIN_MS
+    assert longest_ms <= LONGEST_TASK_MS
+    assert listed_ms <= ALL_LISTED_WITHIN_MS
     assert jobs.evaluate_all("rows => rows.map(r => r.dataset.jobId)") == ids
     expect(page.locator("#jobs-summary")).to_have_text("1,000 jobs shown")
     expect(page.get_by_role("button", name="Load older jobs")).to_have_count(0)
