@@ -138,6 +138,7 @@ class ImportView {
       ["Sheet", file.sheets ? file.sheets[0] : null],
     ].filter(([, value]) => value);
     this.missing = h("p", { class: "warning", id: "mapping-missing", "aria-live": "polite" });
+    this.startProblems = h("div", { class: "problem", role: "alert", id: "start-problem" });
     this.startButton = h("button", { type: "submit" }, "Start import");
     fill(
       this.preview,
@@ -165,6 +166,7 @@ class ImportView {
           h("tbody", {}, file.columns.map((column, position) => this.mappingRow(column, position, mapping))),
         ),
         this.missing,
+        this.startProblems,
         h("div", { class: "actions" }, this.startButton),
       ),
     );
@@ -217,7 +219,7 @@ class ImportView {
 
   async startImport(event) {
     event.preventDefault();
-    this.problems.textContent = "";
+    fill(this.startProblems);
     this.startButton.disabled = true;
     const body = {
       file_id: this.file.file_id,
@@ -229,18 +231,19 @@ class ImportView {
       const job = await json("/imports", { method: "POST", body });
       location.hash = `#/jobs/${job.job_id}`;
     } catch (error) {
-      this.showProblems(error);
+      this.showProblems(error, this.startProblems); // beside the button just pressed
+      this.startProblems.scrollIntoView({ block: "nearest" });
       this.startButton.disabled = false;
     }
   }
 
-  showProblems(error) {
+  showProblems(error, where = this.problems) {
     if (!(error instanceof ApiError) || !error.errors.length) {
-      this.problems.textContent = error.message;
+      where.textContent = error.message;
       return;
     }
     fill(
-      this.problems,
+      where,
       h("p", {}, error.status === 409 ? "The import cannot start yet:" : "The service refused this:"),
       h("ul", {}, error.errors.map((e) => h("li", {}, `${e.message}${e.field ? ` (${e.field})` : ""}`))),
     );

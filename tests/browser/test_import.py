@@ -93,7 +93,7 @@ def test_a_file_is_uploaded_mapped_by_hand_and_imported(
     assert mapping_inputs(page) == {c: t or "" for c, t in CHANGED.items()}
     check_layout(page)
     assert serious_accessibility_findings(page) == []
-    screenshot(page, screenshots, "import-mapping")
+    screenshot(page, screenshots, "import-mapping-desktop")
 
     page.get_by_role("button", name="Start import").click()
     expect(page.get_by_role("heading", name="customers · insert")).to_be_visible()
@@ -136,11 +136,12 @@ def test_a_mapping_the_service_refuses_is_explained_and_the_page_fits_a_phone(
     page.get_by_label("Surname").fill("lastName")
     page.get_by_label("Notes").fill("nickname")  # no such field
     check_layout(page)
-    screenshot(page, screenshots, "import-mapping-phone")
     page.get_by_role("button", name="Start import").click()
-    problem = page.locator(".problem[role=alert]")
+    problem = page.locator("#start-problem")
     expect(problem).to_contain_text("'nickname' is not a field of customers")
+    expect(problem).to_be_in_viewport()
     check_layout(page)
     assert serious_accessibility_findings(page) == []
+    screenshot(page, screenshots, "import-mapping-phone")
     jobs = query(settings, "SELECT count(*) FROM jobs WHERE tenant_id = %s", tenant.tenant_id)
     assert jobs == [(0,)], "nothing was started"

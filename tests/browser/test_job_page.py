@@ -79,7 +79,7 @@ def test_the_bar_of_a_20000_record_job_moves_live_and_finishes(
             expect(page.locator(".status")).to_have_text("started")
             expect(page.locator("#job-pace")).to_have_text(re.compile(r"^[\d,]+ records/s"))
             expect(page.get_by_role("button", name="Cancel job")).to_be_visible()
-            screenshot(page, screenshots, "job-running")
+            screenshot(page, screenshots, "job-running-desktop")
 
     expect(page.locator(".status")).to_have_text("completed", timeout=120_000)
     expect(text).to_have_text(f"{TOTAL:,} of {TOTAL:,}")
