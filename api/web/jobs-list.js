@@ -8,6 +8,7 @@ import {
   count,
   fill,
   h,
+  isTerminal,
   pace,
   progressBar,
   progressText,
@@ -212,7 +213,7 @@ function jobRow(job) {
     element,
     update(changed) {
       counts(changed);
-      speed.textContent = "";
+      if (isTerminal(changed.status)) speed.textContent = "";
     },
     progress(event) {
       counts(event);

@@ -4,6 +4,7 @@ phone."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,13 @@ from tests.support.browser import (
     serious_accessibility_findings,
     workers_paused,
 )
+from tests.support.http import poll
+from tests.support.jobs import a_batch_held_on
 from tests.support.records import customers, unique_prefix
 
 ASYNC = "/api/v1/customers/bulk/async"
 MANY = 1_000
+LIVE_TOTAL = 20_000
 
 
 def insert_finished_jobs(settings: Any, tenant_id: str, count: int) -> list[str]:
@@ -106,24 +110,47 @@ def test_a_thousand_jobs_are_listed_newest_first_and_usable_within_a_second(
     expect(page.locator("li.job .what a").first).to_have_text("products · upsert")
 
 
-def test_a_new_job_appears_at_the_top_and_finishes_live(open_tab_on, tenant, settings, service):
+def test_a_new_job_appears_at_the_top_moves_and_finishes_live(
+    open_tab_on, tenant, settings, service
+):
     tab = open_tab_on(DESKTOP)
     page = tab.page
     older = insert_finished_jobs(settings, tenant.tenant_id, 3)
     log_in(tab, tenant.api_key)
     jobs = page.locator("li.job")
     expect(jobs).to_have_count(3)
-    with workers_paused(service):
-        answer = tenant.api.post(ASYNC, {"records": customers(unique_prefix(), 2_000)})
-        assert answer.status == 202, answer.body
-        job_id = answer.json()["job_id"]
-        expect(jobs).to_have_count(4)
-        row = jobs.first
-        expect(row).to_have_attribute("data-job-id", job_id)
-        expect(row.locator(".done")).to_have_text("0 of 2,000")
+    records = customers(unique_prefix(), LIVE_TOTAL)
+    with a_batch_held_on(
+        settings, tenant.tenant_id, records[LIVE_TOTAL * 19 // 20]["externalId"]
+    ) as held:
+        with workers_paused(service):
+            answer = tenant.api.post(ASYNC, {"records": records})
+            assert answer.status == 202, answer.body
+            job_id = answer.json()["job_id"]
+            expect(jobs).to_have_count(4)
+            row = jobs.first
+            expect(row).to_have_attribute("data-job-id", job_id)
+            expect(row.locator(".done")).to_have_text(f"0 of {LIVE_TOTAL:,}")
+        # The row's status turns STARTED with a first count (a `job` event); every count after
+        # that, the held batch keeping it STARTED, comes as a `progress` event with its rate.
+        expect(row.locator(".status")).to_have_text("started", timeout=120_000)
+        at_start = int(row.locator(".done").inner_text().split(" of ")[0].replace(",", ""))
+        poll(held, 120, "a batch of the job to wait on the held key", interval=0.05)
+        poll(
+            lambda: job_row(settings, job_id)["processed"] > at_start,
+            120,
+            "more records written after the job started",
+        )
+        with workers_paused(service):
+            stored = job_row(settings, job_id)
+            assert at_start < stored["processed"] < LIVE_TOTAL
+            expect(row.locator(".done")).to_have_text(f"{stored['processed']:,} of {LIVE_TOTAL:,}")
+            expect(row.locator(".pace")).to_have_text(re.compile(r"^[\d,]+ records/s"))
+            expect(row.locator(".status")).to_have_text("started")
     expect(row.locator(".status")).to_have_text("completed", timeout=120_000)
-    expect(row.locator(".done")).to_have_text("2,000 of 2,000")
-    expect(row.locator(".outcomes")).to_have_text("2,000 ok · 0 failed · 0 skipped")
+    expect(row.locator(".done")).to_have_text(f"{LIVE_TOTAL:,} of {LIVE_TOTAL:,}")
+    expect(row.locator(".outcomes")).to_have_text(f"{LIVE_TOTAL:,} ok · 0 failed · 0 skipped")
+    expect(row.locator(".pace")).to_have_text("")
     assert job_row(settings, job_id)["status"] == "COMPLETED"
     assert jobs.evaluate_all("rows => rows.map(r => r.dataset.jobId)") == [job_id, *older]
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1, "no reload"
