@@ -12,14 +12,14 @@ after it. Updates come from :class:`api.live_jobs.LiveJobs`, never from a query 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Mapping
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from aiohttp import web
-from aiohttp_sse import EventSourceResponse, sse_response
+from aiohttp_sse import EventSourceResponse
 
 from api.auth import authenticate, owned_job
 from api.intake import job_body
@@ -33,6 +33,8 @@ MIN_GAP_SECONDS = 0.25
 WAKE_SECONDS = 1.0
 """How often an idle stream looks whether its client is still there."""
 PING_SECONDS = 15.0
+CLIENT_GONE = (ConnectionResetError, TimeoutError)
+"""A client that went away (or stopped reading for aiohttp-sse's send time-out): the stream ends."""
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -40,18 +42,17 @@ async def job_events(request: web.Request) -> web.StreamResponse:
     after = _last_event_id(request) or 0
     current = event_id(job["updated_at"])
     watching = services.live.watch_job(job["job_id"])
-    async with (
-        watching as subscription,
-        sse_response(request, ping_interval=PING_SECONDS) as stream,
-    ):
-        if is_terminal(JobStatus(job["status"])):
+    stream = EventSourceResponse(ping_interval=PING_SECONDS)
+    with contextlib.suppress(*CLIENT_GONE):
+        async with watching as subscription, _opened(stream, request):
+            if is_terminal(JobStatus(job["status"])):
+                if current > after:
+                    async with services.engine.connect() as conn:
+                        await _send(stream, "terminal", await job_body(conn, job), current)
+                return stream
             if current > after:
-                async with services.engine.connect() as conn:
-                    await _send(stream, "terminal", await job_body(conn, job), current)
-            return stream
-        if current > after:
-            after = await _send(stream, "progress", _first_progress(job), current)
-        await _follow_job(stream, subscription, after)
+                after = await _send(stream, "progress", _first_progress(job), current)
+            await _follow_job(stream, subscription, after)
     return stream
 
 
@@ -80,20 +81,20 @@ async def tenant_events(request: web.Request) -> web.StreamResponse:
     tenant_id = await authenticate(request)
     after = _last_event_id(request)
     watching = services.live.watch_tenant(tenant_id)
-    async with (
-        watching as subscription,
-        sse_response(request, ping_interval=PING_SECONDS) as stream,
-    ):
-        if after is not None:
-            for update in await services.live.changed_since(tenant_id, moment_of_event(after)):
-                await _send_tenant_update(stream, update)
-        while stream.is_connected():
-            try:
-                updates = await subscription.take(WAKE_SECONDS)
-            except StreamClosed:
-                break
-            for update in updates:
-                await _send_tenant_update(stream, update)
+    stream = EventSourceResponse(ping_interval=PING_SECONDS)
+    with contextlib.suppress(*CLIENT_GONE):
+        async with watching as subscription, _opened(stream, request):
+            if after is not None:
+                moment = moment_of_event(after)
+                for update in await services.live.changed_since(tenant_id, moment):
+                    await _send_tenant_update(stream, update)
+            while stream.is_connected():
+                try:
+                    updates = await subscription.take(WAKE_SECONDS)
+                except StreamClosed:
+                    break
+                for update in updates:
+                    await _send_tenant_update(stream, update)
     return stream
 
 
@@ -113,8 +114,12 @@ async def _pause(seconds: float) -> None:
     await asyncio.sleep(seconds)  # pacing the client to 4 events a second, not synchronisation
 
 
-def _stream(request: web.Request) -> AbstractAsyncContextManager[EventSourceResponse]:
-    return sse_response(request, ping_interval=PING_SECONDS)
+@contextlib.asynccontextmanager
+async def _opened(stream: EventSourceResponse, request: web.Request) -> AsyncIterator[None]:
+    """The stream's headers sent; on leaving, its keep-alive stopped."""
+    await stream.prepare(request)
+    async with stream:
+        yield
 
 
 def _first_progress(job: Mapping[str, Any]) -> dict[str, Any]:
@@ -126,9 +131,10 @@ def _first_progress(job: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _last_event_id(request: web.Request) -> int | None:
-    """The ``Last-Event-ID`` a resuming client sent (ignored when it is not one of ours)."""
+    """The ``Last-Event-ID`` a resuming client sent (ignored when it is not one of ours: ours
+    are microseconds since 1970, 16 digits until the year 2286)."""
     value = request.headers.get("Last-Event-ID", "").strip()
-    return int(value) if value.isdigit() and len(value) <= 20 else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 17 else None
 
 
 def add_routes(app: web.Application) -> None:

@@ -40,13 +40,9 @@ from typing import Any
 
 from bench.common import bench_tenant, copy_baseline, machine, rss_mb
 from bench.processes import Side, listening_pid
-from bulk_ingest.import_client import (
-    ClientError,
-    Gateway,
-    StatusLine,
-    progress_line,
-    upload,
-)
+from bulk_ingest.gateway_client import ClientError, Gateway
+from bulk_ingest.import_client import StatusLine, upload
+from bulk_ingest.job_client import progress_text
 from bulk_ingest.settings import load_settings
 from domain.progress import ProgressMeter
 
@@ -205,7 +201,10 @@ def run_import(gateway: Gateway, path: Path, watch: RssWatch) -> tuple[dict, flo
         job = poll_job(gateway, job)
         watch.sample()
         meter.add(time.monotonic(), job["processed"])
-        line.show(progress_line(job, meter.rate, meter.eta(job["total"], job["processed"])))
+        moving = {**job, "records_per_second": meter.rate}
+        line.show(
+            progress_text({**moving, "eta_seconds": meter.eta(job["total"], job["processed"])})
+        )
     line.done()
     return job, uploaded - started, time.perf_counter() - accepted
 

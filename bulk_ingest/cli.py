@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_arguments(
         commands.add_parser("import", help="upload a file and import it, with live progress")
     )
+    from bulk_ingest.job_client import add_arguments as add_jobs_arguments
+
+    add_jobs_arguments(commands.add_parser("jobs", help="list, show, watch or cancel jobs"))
     return parser
 
 
@@ -147,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bulk_ingest.import_client import run_import
 
         return run_import(args)
+    if args.command == "jobs":
+        from bulk_ingest.job_client import run_jobs
+
+        return run_jobs(args)
     settings = load_settings()
     if args.command == "up":
         return _up(settings, args.workers)

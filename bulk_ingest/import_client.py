@@ -1,9 +1,10 @@
 """``bulk-ingest import FILE``: upload a file, start its import, follow it to the end.
 
 Works against any gateway (``--url``, ``--api-key``, or ``BULK_INGEST_URL`` /
-``BULK_INGEST_API_KEY``) with the standard library only. The file is streamed, never read into
-memory. With ``--wait`` a live progress line on stderr shows records processed, rate and ETA;
-at the end a summary goes to stdout and, if records failed, the failure report is downloaded.
+``BULK_INGEST_API_KEY``; :mod:`bulk_ingest.gateway_client`). The file is streamed, never read
+into memory. With ``--wait`` the job's event stream is followed with a live progress bar on
+stderr (:func:`bulk_ingest.job_client.watch`: records processed, rate and ETA); at the end a
+summary goes to stdout and, if records failed, the failure report is downloaded.
 
 Exit status: 0 the import COMPLETED; 1 it ended otherwise (failed records, FAILED,
 INTERNAL_FAILURE, CANCELLED); 2 the request was refused or the gateway unreachable.
@@ -20,16 +21,17 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from domain.progress import ProgressMeter
-
-DEFAULT_URL = "http://127.0.0.1:8080"
-TERMINAL = frozenset(
-    {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "INTERNAL_FAILURE", "CANCELLED"}
+from bulk_ingest.gateway_client import (
+    ClientError,
+    Gateway,
+    add_gateway_arguments,
+    gateway_from,
 )
+from bulk_ingest.job_client import summary, watch
+
 CONTENT_TYPES = {
     ".csv": "text/csv",
     ".tsv": "text/tab-separated-values",
@@ -39,13 +41,7 @@ CONTENT_TYPES = {
     ".ndjson": "application/x-ndjson",
     ".jsonl": "application/x-ndjson",
 }
-POLL_SECONDS = 0.5
 PLAIN_PROGRESS_SECONDS = 5.0
-BAR_WIDTH = 24
-
-
-class ClientError(Exception):
-    """The gateway refused a request or could not be reached; the message says why."""
 
 
 # --- arguments ------------------------------------------------------------------------------------
@@ -76,8 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", action="store_true", help="keep the upload until deleted")
     parser.add_argument("--wait", action="store_true", help="follow the import to its end")
     parser.add_argument("--report", type=Path, help="where to save the failure report (--wait)")
-    parser.add_argument("--url", help=f"gateway URL (env BULK_INGEST_URL, default {DEFAULT_URL})")
-    parser.add_argument("--api-key", help="API key (env BULK_INGEST_API_KEY)")
+    add_gateway_arguments(parser)
 
 
 def parse_mappings(items: list[str]) -> dict[str, str | None]:
@@ -105,60 +100,6 @@ def import_body(args: argparse.Namespace, file_id: str) -> dict[str, Any]:
     }
     body.update({name: value for name, value in optional.items() if value is not None})
     return body
-
-
-# --- HTTP -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Gateway:
-    """The gateway's base URL and the tenant's key; stdlib HTTP, JSON in and out."""
-
-    url: str
-    api_key: str
-    timeout: float = 60.0
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: Any = None,
-        data: Any = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, Mapping[str, str], bytes]:
-        all_headers = {"Authorization": f"Bearer {self.api_key}", **(headers or {})}
-        if body is not None:
-            data = json.dumps(body).encode()
-            all_headers["Content-Type"] = "application/json"
-        url = path if path.startswith("http") else self.url.rstrip("/") + path
-        request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as answer:
-                return answer.status, dict(answer.headers), answer.read()
-        except urllib.error.HTTPError as error:
-            return error.code, dict(error.headers), error.read()
-        except (urllib.error.URLError, OSError) as error:
-            raise ClientError(f"cannot reach the gateway at {self.url}: {error}") from error
-
-    def json(self, method: str, path: str, expected: int, **kwargs: Any) -> dict[str, Any]:
-        status, _, raw = self.request(method, path, **kwargs)
-        if status != expected:
-            raise ClientError(refusal(method, path, status, raw))
-        return dict(json.loads(raw))
-
-
-def refusal(method: str, path: str, status: int, raw: bytes) -> str:
-    """A refused request as a person reads it: the status and every error message."""
-    try:
-        errors = json.loads(raw)["errors"]
-        lines = [
-            f"  {e['errorCode']}{' (' + e['field'] + ')' if e.get('field') else ''}: {e['message']}"
-            for e in errors
-        ]
-    except (ValueError, KeyError, TypeError):
-        lines = [f"  {raw[:500].decode(errors='replace')}"]
-    return f"{method} {path} answered {status}:\n" + "\n".join(lines)
 
 
 class _CountingFile:
@@ -193,29 +134,6 @@ def upload(
 
 
 # --- progress -------------------------------------------------------------------------------------
-
-
-def clock(seconds: float | None) -> str:
-    if seconds is None:
-        return "--:--"
-    hours, rest = divmod(round(seconds), 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
-
-
-def progress_line(job: Mapping[str, Any], rate: float, eta: float | None) -> str:
-    """One line: bar and percentage once the total is known, else a reading-the-file note."""
-    processed, total, failed = job["processed"], job["total"], job["failed"]
-    failures = f"  {failed:,} failed" if failed else ""
-    speed = f"{rate:,.0f} rec/s"
-    if total <= 0:
-        reading = f"{processed:,} records processed (still reading the file)"
-        return f"{job['status']:<9} {reading}  {speed}{failures}"
-    done = min(processed / total, 1.0)
-    filled = int(done * BAR_WIDTH)
-    bar = "#" * filled + "." * (BAR_WIDTH - filled)
-    return (
-        f"[{bar}] {done:4.0%}  {processed:,}/{total:,} records  {speed}  ETA {clock(eta)}{failures}"
-    )
 
 
 def upload_line(sent: int, size: int) -> str:
@@ -255,14 +173,6 @@ class StatusLine:
 # --- the command ----------------------------------------------------------------------------------
 
 
-def gateway_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Gateway:
-    url = args.url or environ.get("BULK_INGEST_URL") or DEFAULT_URL
-    api_key = args.api_key or environ.get("BULK_INGEST_API_KEY")
-    if not api_key:
-        raise ClientError("an API key is needed: --api-key KEY or BULK_INGEST_API_KEY")
-    return Gateway(url, api_key)
-
-
 def run_import(
     args: argparse.Namespace,
     *,
@@ -298,7 +208,7 @@ def _run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err
     if not args.wait:
         out.write(json.dumps(job, indent=2) + "\n")
         return 0
-    job = follow(gateway, job["job_id"], line)
+    job = watch(gateway, job["job_id"], err)
     out.write(summary(job))
     if job["failed"]:
         out.write(save_report(gateway, job, args.report or default_report_path(args.file, job)))
@@ -324,39 +234,6 @@ def describe_upload(profile: Mapping[str, Any]) -> str:
     for warning in profile.get("warnings") or ():
         text += f"  warning: {warning}\n"
     return text
-
-
-def follow(gateway: Gateway, job_id: str, line: StatusLine) -> dict[str, Any]:
-    meter = ProgressMeter()
-    while True:
-        job = gateway.json("GET", f"/api/v1/jobs/{job_id}", 200)
-        meter.add(time.monotonic(), job["processed"])
-        terminal = job["status"] in TERMINAL
-        line.show(
-            progress_line(job, meter.rate, meter.eta(job["total"], job["processed"])),
-            force=terminal,
-        )
-        if terminal:
-            line.done()
-            return job
-        time.sleep(POLL_SECONDS)  # polling interval of a client, not synchronisation
-
-
-def summary(job: Mapping[str, Any]) -> str:
-    lines = [
-        f"job {job['job_id']}: {job['status']}",
-        f"  {job['total']:,} records: {job['successful']:,} succeeded, {job['failed']:,} failed",
-    ]
-    if job.get("failure_reason"):
-        lines.append(f"  reason: {job['failure_reason']}")
-    for error in (job.get("errors") or [])[:5]:
-        where = (
-            f"line {error['line']}" if error.get("line") is not None else f"index {error['index']}"
-        )
-        lines.append(f"  {where}: {error['errorCode']}: {error['message']}")
-    if job["failed"] > 5:
-        lines.append(f"  ... and {job['failed'] - 5:,} more in the report")
-    return "\n".join(lines) + "\n"
 
 
 def default_report_path(file: Path, job: Mapping[str, Any]) -> Path:

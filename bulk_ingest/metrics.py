@@ -13,13 +13,16 @@ listen on ``BULK_INGEST_HTTP_HOST``, as the gateway does.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     start_http_server,
@@ -42,6 +45,17 @@ PERSIST_BATCH_SECONDS = Histogram(
     "bulk_ingest_persist_batch_seconds",
     "Time to write one batch of records in one transaction (entity rows, ledger, counts)",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+RECORD_SECONDS = Histogram(
+    "bulk_ingest_record_seconds",
+    "Record end-to-end latency: from its job's acceptance to its outcome's first durable write",
+    buckets=(0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0),
+)
+CONSUMER_LAG = Gauge(
+    "bulk_ingest_consumer_lag",
+    "Messages of a partition this worker owns not yet committed by its group (high watermark "
+    "minus committed offset), by topic and partition; read every watchdog check",
+    ["topic", "partition"],
 )
 DEAD_LETTERS = Counter(
     "bulk_ingest_dead_letters",
@@ -81,6 +95,31 @@ def serve(port: int, host: str) -> None:
         log.error("metrics cannot be served on %s:%d: %s", host, port, exc)
         return
     log.info("metrics on http://%s:%d/metrics", host, port)
+
+
+def observe_record_latency(
+    written: Iterable[str], accepted_at: Mapping[str, datetime], now: datetime | None = None
+) -> None:
+    """One latency observation per newly stored outcome (``written``: each one's job id), from
+    its job's acceptance time to ``now``."""
+    now = now or datetime.now(UTC)
+    counts: dict[str, int] = {}
+    for job_id in written:
+        counts[job_id] = counts.get(job_id, 0) + 1
+    for job_id, count in counts.items():
+        if job_id in accepted_at:
+            seconds = max((now - accepted_at[job_id]).total_seconds(), 0.0)
+            for _ in range(count):
+                RECORD_SECONDS.observe(seconds)
+
+
+def set_consumer_lag(lag: Mapping[tuple[str, int], int], gone: Iterable[tuple[str, int]]) -> None:
+    """This worker's lag on the partitions it owns; partitions it no longer owns are dropped."""
+    for (topic, partition), waiting in lag.items():
+        CONSUMER_LAG.labels(topic, str(partition)).set(waiting)
+    for topic, partition in gone:
+        with contextlib.suppress(KeyError):
+            CONSUMER_LAG.remove(topic, str(partition))
 
 
 def count_records(counts: Mapping[tuple[str, str], int]) -> None:

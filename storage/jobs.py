@@ -212,10 +212,14 @@ async def job_row(conn: Connection, job_id: str) -> JobRow | None:
     return _job_row(row) if row else None
 
 
-async def lock_for_batch(
-    conn: Connection, job_ids: Iterable[str]
-) -> dict[str, tuple[JobStatus, int]]:
-    """The jobs' statuses and acceptance sequences, locked ``FOR KEY SHARE`` until the
+class LockedJob(NamedTuple):
+    status: JobStatus
+    accepted_seq: int
+    created_at: datetime
+
+
+async def lock_for_batch(conn: Connection, job_ids: Iterable[str]) -> dict[str, LockedJob]:
+    """The jobs' statuses, acceptance sequences and times, locked ``FOR KEY SHARE`` until the
     transaction ends (the persist stage).
 
     The weakest row lock: it conflicts only with ``FOR UPDATE``, which filling and ending a job
@@ -224,11 +228,14 @@ async def lock_for_batch(
     """
     rows = await all_rows(
         conn,
-        "SELECT job_id::text AS job_id, status, accepted_seq FROM jobs "
+        "SELECT job_id::text AS job_id, status, accepted_seq, created_at FROM jobs "
         "WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id FOR KEY SHARE",
         [sorted(set(job_ids))],
     )
-    return {r["job_id"]: (JobStatus(r["status"]), int(r["accepted_seq"])) for r in rows}
+    return {
+        r["job_id"]: LockedJob(JobStatus(r["status"]), int(r["accepted_seq"]), r["created_at"])
+        for r in rows
+    }
 
 
 class Pace(NamedTuple):

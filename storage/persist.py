@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -71,6 +72,7 @@ class PersistedBatch:
     events: list[bytes]  # the encoded event of each outcome, same order
     parts: list[BatchPart]  # parts of live jobs, whose counts are durable (new or seen before)
     written: list[Outcome]  # the outcomes this batch stored (not those re-emitted), committed
+    accepted_at: Mapping[str, datetime]  # when each live job was accepted (latency metrics)
 
 
 Encoder = Callable[[Outcome], bytes]
@@ -94,6 +96,7 @@ class _Decided:
     writes: Writes
     records: dict[tuple[str, int], PendingRecord]
     sequences: dict[str, int]
+    accepted_at: dict[str, datetime]
 
 
 class BatchPersister:
@@ -162,6 +165,7 @@ class BatchPersister:
             [encoded[(o.job_id, o.index)] for o in outcomes],
             round_.live,
             list(round_.decided),
+            round_.accepted_at,
         )
 
     async def _decide(
@@ -172,8 +176,9 @@ class BatchPersister:
         reconcile: bool,
     ) -> _Decided:
         jobs = await job_store.lock_for_batch(conn, {part.job_id for part in parts})
-        live = [p for p in parts if p.job_id in jobs and not is_terminal(jobs[p.job_id][0])]
-        sequences = {job_id: sequence for job_id, (_, sequence) in jobs.items()}
+        live = [p for p in parts if p.job_id in jobs and not is_terminal(jobs[p.job_id].status)]
+        sequences = {job_id: job.accepted_seq for job_id, job in jobs.items()}
+        accepted_at = {job_id: job.created_at for job_id, job in jobs.items()}
         looked_up = live if reconcile else await _parts_needing_lookup(conn, live)
         done = await ledger_outcomes(conn, [r for part in looked_up for r in part.records])
         records = {(r.job_id, r.index): r for part in live for r in part.records}
@@ -184,7 +189,7 @@ class BatchPersister:
         ]
         stored = await self._stored_rows(conn, pending)
         decided, writes = decide_batch(pending, stored, self._key_fields, sequences)
-        return _Decided(live, done, decided, writes, records, sequences)
+        return _Decided(live, done, decided, writes, records, sequences, accepted_at)
 
     def _encoded(
         self, decided: Sequence[Outcome], records: Mapping[tuple[str, int], PendingRecord]

@@ -17,7 +17,7 @@ from typing import Any
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import MessageSender
-from bulk_ingest.metrics import PERSIST_BATCH_SECONDS, count_records
+from bulk_ingest.metrics import PERSIST_BATCH_SECONDS, count_records, observe_record_latency
 from bulk_ingest.topics import Topic
 from domain.codec import UndecodableMessage
 from domain.entities import EntityRegistry
@@ -103,6 +103,7 @@ class PersistStage:
         stored = time.perf_counter()
         PERSIST_BATCH_SECONDS.observe(stored - decoded)
         count_records(Counter((o.entity, o.status.value) for o in persisted.written))
+        observe_record_latency((o.job_id for o in persisted.written), persisted.accepted_at)
         messages = [
             self._announcer.outcome_message(outcome, payload)
             for outcome, payload in zip(persisted.outcomes, persisted.events, strict=True)

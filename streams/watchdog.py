@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from bulk_ingest.metrics import set_consumer_lag
+
 log = logging.getLogger("bulk_ingest.watchdog")
 
 
@@ -75,6 +77,7 @@ class StallWatch:
     def stalled(self, owned: Iterable[tuple[str, int]], in_flight: InFlight) -> list[Stall]:
         """Owned partitions that lag and have neither moved nor been worked on for too long."""
         owned = sorted(set(owned))
+        set_consumer_lag({}, [tp for tp in self._seen if tp not in owned])
         self._seen = {tp: obs for tp, obs in self._seen.items() if tp in owned}
         if not owned:
             return []
@@ -88,12 +91,14 @@ class StallWatch:
         committed = self._consumer.committed([TopicPartition(t, p) for t, p in owned], timeout=10)
         now = time.monotonic()
         stalled = []
+        lag: dict[tuple[str, int], int] = {}
         for tp in committed:
             key = (tp.topic, tp.partition)
             low, high = self._consumer.get_watermark_offsets(
                 TopicPartition(tp.topic, tp.partition), timeout=10
             )
             position = tp.offset if tp.offset >= 0 else low
+            lag[key] = max(high - position, 0)
             seen = self._seen.get(key)
             if seen is None or seen.committed != position or in_flight.busy(*key):
                 self._seen[key] = _Observation(position, now)
@@ -102,6 +107,7 @@ class StallWatch:
             if high > position and now - quiet_since > self._stall_seconds:
                 stalled.append(Stall(tp.topic, tp.partition, position, high))
                 self._seen[key] = _Observation(position, now)  # give the remedy time to act
+        set_consumer_lag(lag, ())
         return stalled
 
     def backlog(self, topics: Iterable[str]) -> int:

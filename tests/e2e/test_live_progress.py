@@ -70,7 +70,7 @@ def test_a_job_stream_shows_it_moving_then_ends_with_the_job(tenant, settings):
     assert all(int(e.id) > int(mid.id) for e in resumed.events), "resumed after the event"
     *moving, last = resumed.events
     assert last.event == "terminal" and last.data == job, "one terminal event: the job object"
-    assert job["status"] == "COMPLETED_WITH_ERRORS" and job["failed"] == 1
+    assert job["status"] == "COMPLETED_WITH_ERRORS" and job["failed"] == 1, job
     assert all(e.event == "progress" for e in moving)
     processed = [e.data["processed"] for e in moving]
     assert processed == sorted(processed)
@@ -137,4 +137,12 @@ def test_streams_answer_like_the_rest_of_the_api(tenant, make_tenant, service):
     anonymous = tenant.api.get("/api/v1/jobs/events", headers={"Authorization": ""})
     assert anonymous.status == 401
     assert anonymous.json()["errors"][0]["errorCode"] == "Unauthorized"
-    tenant.api.wait_terminal(job_id)
+    job = tenant.api.wait_terminal(job_id)
+    for foreign in ("abc", "9" * 40, "-5", "0x10", "1e9"):  # not ids of ours: a fresh stream
+        with EventStream(
+            tenant.api, f"/api/v1/jobs/{job_id}/events", last_event_id=foreign
+        ) as stream:
+            stream.wait_ended(30)
+        assert [(e.event, e.data) for e in stream.events] == [("terminal", job)], foreign
+    with EventStream(tenant.api, "/api/v1/jobs/events", last_event_id="9" * 17) as far_ahead:
+        assert far_ahead.status == 200 and not far_ahead.ended

@@ -27,6 +27,8 @@ SERIES = {
     "bulk_ingest_records",
     "bulk_ingest_jobs",
     "bulk_ingest_persist_batch_seconds",
+    "bulk_ingest_record_seconds",
+    "bulk_ingest_consumer_lag",
     "bulk_ingest_dead_letters",
     "bulk_ingest_webhook_deliveries",
 }
@@ -101,5 +103,26 @@ def test_counters_move_with_records_jobs_webhooks_and_dead_letters(tenant, setti
         assert dead == 1
         batches = moved("bulk_ingest_persist_batch_seconds_count", (), workers)
         assert batches >= 1
+        latencies = moved("bulk_ingest_record_seconds_count", (), workers)
+        assert latencies == 300, "one end-to-end latency per stored record"
+        assert moved("bulk_ingest_record_seconds_sum", (), workers) > 0
     finally:
         receiver.stop()
+
+
+def test_consumer_lag_covers_every_partition_once_quiet(settings, service):
+    workers = [w.role for w in service.workers]
+
+    def lag_by_partition() -> dict[int, float] | None:
+        found: dict[int, float] = {}
+        for worker in workers:
+            for (name, labels), value in scrape(worker_url(settings, worker)).items():
+                tags = dict(labels)
+                if name == "bulk_ingest_consumer_lag" and tags["topic"] == settings.topics.records:
+                    assert int(tags["partition"]) not in found, "a partition has one owner"
+                    found[int(tags["partition"])] = value
+        everything = len(found) == settings.partitions and not any(found.values())
+        return found if everything else None
+
+    lag = poll(lag_by_partition, 60, "every bulk.records partition reported, with no lag")
+    assert sorted(lag) == list(range(settings.partitions))

@@ -6,17 +6,9 @@ import argparse
 
 import pytest
 
-from bulk_ingest.import_client import (
-    ClientError,
-    add_arguments,
-    clock,
-    gateway_from,
-    import_body,
-    parse_mappings,
-    progress_line,
-    refusal,
-    summary,
-)
+from bulk_ingest.gateway_client import ClientError, gateway_from, refusal
+from bulk_ingest.import_client import add_arguments, import_body, parse_mappings
+from bulk_ingest.job_client import clock, progress_text, summary
 from domain.progress import ProgressMeter
 
 
@@ -66,14 +58,21 @@ def test_rate_and_eta_come_from_the_recent_window():
     assert meter.eta(0, 9_000) is None
 
 
-def test_progress_line_with_and_without_a_total():
-    job = {"status": "STARTED", "total": 1000, "processed": 250, "failed": 2}
-    line = progress_line(job, 125.0, 6.0)
-    assert line.startswith("[######..................]  25%")
+def test_progress_text_with_and_without_a_total():
+    progress = {
+        "status": "STARTED",
+        "total": 1000,
+        "processed": 250,
+        "failed": 2,
+        "records_per_second": 125.0,
+        "eta_seconds": 6.0,
+    }
+    line = progress_text(progress)
+    assert line.startswith("STARTED    25%")
     assert "250/1,000 records" in line and "125 rec/s" in line and "ETA 0:06" in line
     assert "2 failed" in line
-    parsing = progress_line({**job, "total": 0}, 10.0, None)
-    assert "still reading the file" in parsing
+    reading = progress_text({**progress, "total": 0, "eta_seconds": None})
+    assert "(reading)" in reading and "ETA --:--" in reading
     assert clock(3725) == "1:02:05" and clock(None) == "--:--"
 
 
