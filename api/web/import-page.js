@@ -82,10 +82,17 @@ class ImportView {
       this.preview,
       this.paths,
     );
+    // A file may be chosen before the entity's fields are here: its preview waits for them.
+    this.entityReady = this.loadEntities();
+  }
+
+  async loadEntities() {
     try {
       const { entities } = await json("/entities");
       fill(this.entitySelect, entities.map(({ name }) => h("option", { value: name }, name)));
-      this.entitySelect.addEventListener("change", () => this.chooseEntity());
+      this.entitySelect.addEventListener("change", () => {
+        this.entityReady = this.chooseEntity();
+      });
       await this.chooseEntity();
     } catch (error) {
       if (!this.stopped) this.problems.textContent = `Could not load the entities: ${error.message}`;
@@ -94,9 +101,10 @@ class ImportView {
 
   async chooseEntity() {
     const name = this.entitySelect.value;
-    this.entity = await json(`/entities/${encodeURIComponent(name)}`);
-    if (this.stopped) return;
-    fill(this.paths, this.entity.fields.map((field) => h("option", { value: field.path })));
+    const entity = await json(`/entities/${encodeURIComponent(name)}`);
+    if (this.stopped || name !== this.entitySelect.value) return;
+    this.entity = entity;
+    fill(this.paths, entity.fields.map((field) => h("option", { value: field.path })));
     if (this.file) this.showPreview();
   }
 
@@ -120,7 +128,8 @@ class ImportView {
       this.showProblems(error);
       return;
     }
-    if (this.stopped) return;
+    await this.entityReady;
+    if (this.stopped || !this.entity) return;
     this.status.textContent = `Uploaded ${chosen.name}: ${count(this.file.columns.length)} columns.`;
     this.showPreview();
   }

@@ -111,7 +111,7 @@ def test_a_thousand_jobs_are_listed_newest_first_and_usable_within_a_second(
 
 
 def test_a_new_job_appears_at_the_top_moves_and_finishes_live(
-    open_tab_on, tenant, settings, service
+    open_tab_on, tenant, settings, service, screenshots: Path
 ):
     tab = open_tab_on(DESKTOP)
     page = tab.page
@@ -147,6 +147,7 @@ def test_a_new_job_appears_at_the_top_moves_and_finishes_live(
             expect(row.locator(".done")).to_have_text(f"{stored['processed']:,} of {LIVE_TOTAL:,}")
             expect(row.locator(".pace")).to_have_text(re.compile(r"^[\d,]+ records/s"))
             expect(row.locator(".status")).to_have_text("started")
+            screenshot(page, screenshots, "jobs-live-desktop")
     expect(row.locator(".status")).to_have_text("completed", timeout=120_000)
     expect(row.locator(".done")).to_have_text(f"{LIVE_TOTAL:,} of {LIVE_TOTAL:,}")
     expect(row.locator(".outcomes")).to_have_text(f"{LIVE_TOTAL:,} ok · 0 failed · 0 skipped")
