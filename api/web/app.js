@@ -22,7 +22,9 @@ function lazily(module, name) {
         root.querySelector("h1")?.focus({ preventScroll: true });
       })
       .catch((error) => {
-        root.append(h("p", { class: "problem", role: "alert" }, `Could not load the page: ${error.message}`));
+        root.append(
+          h("p", { class: "problem", role: "alert" }, `Could not load the page: ${error.message}`),
+        );
       });
     return () => {
       left = true;

@@ -60,21 +60,40 @@ class ImportView {
     });
     this.status = h("p", { class: "notice", role: "status" });
     this.problems = h("div", { class: "problem", role: "alert" });
-    this.preview = h("section", { class: "card", id: "preview", "aria-labelledby": "preview-title", hidden: true });
+    this.preview = h("section", {
+      class: "card",
+      id: "preview",
+      "aria-labelledby": "preview-title",
+      hidden: true,
+    });
     this.paths = h("datalist", { id: "field-paths" });
     this.root.append(
       h("h1", { tabindex: "-1" }, "Import a file"),
       h(
         "form",
         { class: "card choose", onsubmit: (event) => event.preventDefault() },
-        h("div", { class: "field" }, h("label", { for: "import-entity" }, "Entity"), this.entitySelect),
-        h("div", { class: "field" }, h("label", { for: "import-operation" }, "Operation"), this.operationSelect),
+        h(
+          "div",
+          { class: "field" },
+          h("label", { for: "import-entity" }, "Entity"),
+          this.entitySelect,
+        ),
+        h(
+          "div",
+          { class: "field" },
+          h("label", { for: "import-operation" }, "Operation"),
+          this.operationSelect,
+        ),
         h(
           "div",
           { class: "field wide" },
           h("label", { for: "import-file" }, "File"),
           this.fileInput,
-          h("p", { class: "hint", id: "import-file-help" }, "CSV, ZIP holding one CSV or NDJSON, XLSX, or NDJSON."),
+          h(
+            "p",
+            { class: "hint", id: "import-file-help" },
+            "CSV, ZIP holding one CSV or NDJSON, XLSX, or NDJSON.",
+          ),
         ),
       ),
       this.status,
@@ -89,13 +108,17 @@ class ImportView {
   async loadEntities() {
     try {
       const { entities } = await json("/entities");
-      fill(this.entitySelect, entities.map(({ name }) => h("option", { value: name }, name)));
+      fill(
+        this.entitySelect,
+        entities.map(({ name }) => h("option", { value: name }, name)),
+      );
       this.entitySelect.addEventListener("change", () => {
         this.entityReady = this.chooseEntity();
       });
       await this.chooseEntity();
     } catch (error) {
-      if (!this.stopped) this.problems.textContent = `Could not load the entities: ${error.message}`;
+      if (!this.stopped)
+        this.problems.textContent = `Could not load the entities: ${error.message}`;
     }
   }
 
@@ -104,7 +127,10 @@ class ImportView {
     const entity = await json(`/entities/${encodeURIComponent(name)}`);
     if (this.stopped || name !== this.entitySelect.value) return;
     this.entity = entity;
-    fill(this.paths, entity.fields.map((field) => h("option", { value: field.path })));
+    fill(
+      this.paths,
+      entity.fields.map((field) => h("option", { value: field.path })),
+    );
     if (this.file) this.showPreview();
   }
 
@@ -130,7 +156,8 @@ class ImportView {
     }
     await this.entityReady;
     if (this.stopped || !this.entity) return;
-    this.status.textContent = `Uploaded ${chosen.name}: ${count(this.file.columns.length)} columns.`;
+    const columns = count(this.file.columns.length);
+    this.status.textContent = `Uploaded ${chosen.name}: ${columns} columns.`;
     this.showPreview();
   }
 
@@ -171,8 +198,16 @@ class ImportView {
           "table",
           { class: "mapping-table" },
           h("caption", { class: "sr-only" }, "Column mapping"),
-          h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Column"), h("th", { scope: "col" }, "Field"))),
-          h("tbody", {}, file.columns.map((column, position) => this.mappingRow(column, position, mapping))),
+          h(
+            "thead",
+            {},
+            h("tr", {}, h("th", { scope: "col" }, "Column"), h("th", { scope: "col" }, "Field")),
+          ),
+          h(
+            "tbody",
+            {},
+            file.columns.map((column, position) => this.mappingRow(column, position, mapping)),
+          ),
         ),
         this.missing,
         this.startProblems,
@@ -199,11 +234,17 @@ class ImportView {
       oninput: () => this.checkMapping(),
     });
     if (!duplicate) this.inputs.set(column, input);
-    const note = duplicate ? h("span", { class: "hint" }, "This name appears twice: it cannot be mapped.") : null;
+    const note = duplicate
+      ? h("span", { class: "hint" }, "This name appears twice: it cannot be mapped.")
+      : null;
     return h(
       "tr",
       {},
-      h("th", { scope: "row" }, h("label", { for: id }, column || `(column ${position + 1}, no name)`)),
+      h(
+        "th",
+        { scope: "row" },
+        h("label", { for: id }, column || `(column ${position + 1}, no name)`),
+      ),
       h("td", {}, input, note),
     );
   }
@@ -253,8 +294,16 @@ class ImportView {
     }
     fill(
       where,
-      h("p", {}, error.status === 409 ? "The import cannot start yet:" : "The service refused this:"),
-      h("ul", {}, error.errors.map((e) => h("li", {}, `${e.message}${e.field ? ` (${e.field})` : ""}`))),
+      h(
+        "p",
+        {},
+        error.status === 409 ? "The import cannot start yet:" : "The service refused this:",
+      ),
+      h(
+        "ul",
+        {},
+        error.errors.map((e) => h("li", {}, `${e.message}${e.field ? ` (${e.field})` : ""}`)),
+      ),
     );
   }
 }

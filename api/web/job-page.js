@@ -45,7 +45,8 @@ class JobView {
       job = await json(this.path);
     } catch (error) {
       if (this.stopped) return;
-      const text = error instanceof ApiError && error.status === 404 ? "There is no such job." : error.message;
+      const text =
+        error instanceof ApiError && error.status === 404 ? "There is no such job." : error.message;
       this.root.append(h("p", { class: "problem", role: "alert" }, text));
       return;
     }
@@ -138,7 +139,10 @@ class JobView {
       entry("Successful", count(data.successful)),
       entry("Failed", count(data.failed)),
       entry("Skipped", count(data.skipped)),
-      entry("Total", data.total > 0 || isTerminal(data.status) ? count(data.total) : "not known yet"),
+      entry(
+        "Total",
+        data.total > 0 || isTerminal(data.status) ? count(data.total) : "not known yet",
+      ),
     );
     const failures = data.failed + data.skipped;
     if (failures !== this.failures) {
@@ -167,7 +171,8 @@ class JobView {
         return undefined;
       },
       onError: (error) => {
-        if (!this.stopped) this.notice.textContent = `Live updates paused (${error.message}); retrying.`;
+        if (!this.stopped)
+          this.notice.textContent = `Live updates paused (${error.message}); retrying.`;
       },
       onOpen: () => {
         if (this.notice.textContent.startsWith("Live updates paused")) this.notice.textContent = "";
@@ -185,8 +190,20 @@ class JobView {
   showActions(job) {
     const buttons = [];
     if (!isTerminal(job.status)) {
-      buttons.push(h("button", { type: "button", class: "danger", onclick: () => this.askCancel() }, "Cancel job"));
-      buttons.push(h("p", { class: "hint" }, "The report and the results can be downloaded when the job ends."));
+      buttons.push(
+        h(
+          "button",
+          { type: "button", class: "danger", onclick: () => this.askCancel() },
+          "Cancel job",
+        ),
+      );
+      buttons.push(
+        h(
+          "p",
+          { class: "hint" },
+          "The report and the results can be downloaded when the job ends.",
+        ),
+      );
     } else {
       buttons.push(this.downloadButton("Download report (CSV)", `${this.path}/report`));
       buttons.push(this.downloadButton("Download results (ZIP)", `${this.path}/results`));
@@ -217,7 +234,11 @@ class JobView {
   }
 
   askCancel() {
-    const keep = h("button", { type: "button", onclick: () => this.showActions(this.job) }, "Keep it running");
+    const keep = h(
+      "button",
+      { type: "button", onclick: () => this.showActions(this.job) },
+      "Keep it running",
+    );
     fill(
       this.actions,
       h(
@@ -229,7 +250,11 @@ class JobView {
           "Cancel this job? Records already written stay; every record not written yet ends ",
           "skipped (JobCancelled).",
         ),
-        h("button", { type: "button", class: "danger", onclick: () => this.cancel() }, "Yes, cancel the job"),
+        h(
+          "button",
+          { type: "button", class: "danger", onclick: () => this.cancel() },
+          "Yes, cancel the job",
+        ),
         keep,
       ),
     );
@@ -243,7 +268,10 @@ class JobView {
       this.notice.textContent = isTerminal(job.status)
         ? "The job is cancelled."
         : "Cancel requested: records not written yet will be skipped.";
-      fill(this.actions, h("p", { class: "hint" }, "Cancel requested; waiting for the job to end."));
+      fill(
+        this.actions,
+        h("p", { class: "hint" }, "Cancel requested; waiting for the job to end."),
+      );
       if (isTerminal(job.status)) this.show(job);
     } catch (error) {
       this.notice.textContent = `The job could not be cancelled: ${error.message}`;
@@ -263,7 +291,8 @@ class JobView {
       const { codes } = await json(`${this.path}/error-codes`);
       if (!this.stopped) this.showCodes(codes);
     } catch (error) {
-      if (!this.stopped) fill(this.chart, codesTitle(), h("p", { class: "problem" }, error.message));
+      if (!this.stopped)
+        fill(this.chart, codesTitle(), h("p", { class: "problem" }, error.message));
     }
   }
 
@@ -287,7 +316,8 @@ class JobView {
       h(
         "p",
         { class: "hint" },
-        `The first ${count(errors.length)} failed records, in record order; the report lists them all.`,
+        `The first ${count(errors.length)} failed records, in record order; ` +
+          "the report lists them all.",
       ),
       errorTable(errors),
     );
@@ -313,7 +343,11 @@ export function barChart(codes) {
     "table",
     { class: "bars" },
     h("caption", { class: "sr-only" }, "Failed and skipped records by error code"),
-    h("thead", { class: "sr-only" }, h("tr", {}, h("th", { scope: "col" }, "Error code"), h("th", { scope: "col" }, "Records"))),
+    h(
+      "thead",
+      { class: "sr-only" },
+      h("tr", {}, h("th", { scope: "col" }, "Error code"), h("th", { scope: "col" }, "Records")),
+    ),
     h(
       "tbody",
       {},
@@ -324,7 +358,12 @@ export function barChart(codes) {
           "tr",
           { "data-code": errorCode },
           h("th", { scope: "row" }, errorCode),
-          h("td", {}, h("span", { class: "track" }, fillBar), h("span", { class: "value" }, count(records))),
+          h(
+            "td",
+            {},
+            h("span", { class: "track" }, fillBar),
+            h("span", { class: "value" }, count(records)),
+          ),
         );
       }),
     ),
@@ -336,7 +375,15 @@ function errorTable(errors) {
   return h(
     "table",
     { class: "errors" },
-    h("thead", {}, h("tr", {}, columns.map((name) => h("th", { scope: "col" }, name)))),
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        columns.map((name) => h("th", { scope: "col" }, name)),
+      ),
+    ),
     h(
       "tbody",
       {},

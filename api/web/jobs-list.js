@@ -87,7 +87,10 @@ export function jobsList(root) {
       showSummary();
     }
     if (cursor) {
-      fill(more, h("button", { type: "button", onclick: () => load(LISTED_AT_ONCE) }, "Load older jobs"));
+      fill(
+        more,
+        h("button", { type: "button", onclick: () => load(LISTED_AT_ONCE) }, "Load older jobs"),
+      );
     }
   }
 
@@ -142,7 +145,11 @@ function filterForm(filters) {
     { id: "filter-status", name: "status" },
     h("option", { value: "" }, "All statuses"),
     STATUSES.map((name) =>
-      h("option", { value: name, selected: filters.status === name }, name.toLowerCase().replaceAll("_", " ")),
+      h(
+        "option",
+        { value: name, selected: filters.status === name },
+        name.toLowerCase().replaceAll("_", " "),
+      ),
     ),
   );
   const entity = h(
@@ -200,7 +207,13 @@ function jobRow(job) {
   function counts(data) {
     updateProgress(bar, data);
     done.textContent = progressText(data);
-    outcomes.textContent = `${count(data.successful)} ok · ${count(data.failed)} failed · ${count(data.skipped)} skipped`;
+    const { successful, failed, skipped } = data;
+    const parts = [
+      `${count(successful)} ok`,
+      `${count(failed)} failed`,
+      `${count(skipped)} skipped`,
+    ];
+    outcomes.textContent = parts.join(" · ");
     if (data.status !== status) {
       status = data.status;
       fill(badge, statusBadge(status));
