@@ -21,10 +21,15 @@ OpenTab = Callable[..., Tab]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Browser tests are e2e tests, and run last: Playwright's sync API keeps its event loop
+    set on the main thread while its driver lives (the session), and tests after it that run
+    their own loop (``asyncio.run``, pytest-asyncio) would find it running."""
     browser_dir = Path(__file__).parent
-    for item in items:
-        if browser_dir in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.e2e)
+    in_browser = [item for item in items if browser_dir in Path(str(item.fspath)).parents]
+    for item in in_browser:
+        item.add_marker(pytest.mark.e2e)
+    others = [item for item in items if item not in in_browser]
+    items[:] = others + in_browser
 
 
 @pytest.fixture(scope="session")
