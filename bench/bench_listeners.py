@@ -6,18 +6,18 @@ Run against the service started by ``./dev up`` (or ``.venv/bin/bulk-ingest up``
     .venv/bin/python -m bench.bench_listeners [--records 50000] [--listeners 100] [--pairs 3]
 
 The bench itself always follows the job's own stream to time it (so "0 listeners" is one
-stream). The listeners are half tenant streams (``GET /jobs/events``, opened before the submit) and half
-job streams (``GET /jobs/{id}/events``, opened at the ``202``), all read by one asyncio loop
-in this process. The clock runs from the start of the submit to the terminal status, read
-from the job's own stream. Every pair is printed, then the ratio of the medians. The commit
-rate is ``xact_commit + xact_rollback`` of the database per second, counted from the moment
-every stream has connected (a connection costs a few reads once: its key, its job) to the
-terminal status: what the open streams cost while the job runs. PostgreSQL reports a backend's
-counts when it goes idle, up to 10 s late, so part of the connections' reads lands in the
-window; the gateway's own count of its live-view reads (``bulk_ingest_live_view_reads_total``
-on ``/metrics``) is printed beside it.
-Each round also runs a job under a tenth of the listeners, for the commit rate: it must not grow
-from there to all of them.
+stream). The listeners are half tenant streams (``GET /jobs/events``, opened before the
+submit) and half job streams (``GET /jobs/{id}/events``, opened at the ``202``), all read by
+one asyncio loop in this process. The clock runs from the start of the submit to the
+terminal status, read from the job's own stream. Every pair is printed, then the ratio of the
+medians. The commit rate is ``xact_commit + xact_rollback`` of the database per second,
+counted from the moment every stream has connected (a connection costs a few reads once: its
+key, its job) to the terminal status: what the open streams cost while the job runs.
+PostgreSQL reports a backend's counts when it goes idle, up to 10 s late, so part of the
+connections' reads lands in the window; the gateway's own count of its live-view reads
+(``bulk_ingest_live_view_reads_total`` on ``/metrics``) is printed beside it. Each round also
+runs a job under a tenth of the listeners, for the commit rate: it must not grow from there
+to all of them.
 """
 
 from __future__ import annotations
