@@ -10,14 +10,14 @@ stream). The listeners are half tenant streams (``GET /jobs/events``, opened bef
 submit) and half job streams (``GET /jobs/{id}/events``, opened at the ``202``), all read by
 one asyncio loop in this process. The clock runs from the start of the submit to the
 terminal status, read from the job's own stream. Every pair is printed, then the ratio of the
-medians. The commit rate is ``xact_commit + xact_rollback`` of the database per second,
-counted from the moment every stream has connected (a connection costs a few reads once: its
-key, its job) to the terminal status: what the open streams cost while the job runs.
-PostgreSQL reports a backend's counts when it goes idle, up to 10 s late, so part of the
-connections' reads lands in the window; the gateway's own count of its live-view reads
+medians. The commit rate is what the open streams cost PostgreSQL while the job runs:
+``xact_commit + xact_rollback`` of the database from before the streams open until every
+backend has reported (PostgreSQL flushes an idle backend's counts up to 10 s late, so the
+bench waits 11 s after the job), less what connecting the streams costs once (their key, their
+job: measured at the start by opening the same number of streams on a finished job), per
+second of the job. The gateway's own count of its live-view reads
 (``bulk_ingest_live_view_reads_total`` on ``/metrics``) is printed beside it. Each round also
-runs a job under a tenth of the listeners, for the commit rate: it must not grow from there
-to all of them.
+runs a job under a tenth of the listeners: the rate must not grow from there to all of them.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from bench.common import bench_tenant, customer_records, machine
 from bulk_ingest.settings import load_settings
 
 TERMINAL = {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "INTERNAL_FAILURE", "CANCELLED"}
+STATS_FLUSH_SECONDS = 11.0
+"""PostgreSQL reports an idle backend's transaction counts within 10 s."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class Run:
     listeners: int
     seconds: float
     records: int
+    transactions: int
     commits_per_second: float
     reads_per_second: float
     events: int
@@ -98,19 +101,64 @@ async def terminal_of(session: aiohttp.ClientSession, url: str) -> dict:
     raise AssertionError("the job's stream ended without a terminal event")
 
 
-async def one_job(base: str, api_key: str, records: int, listeners: int, libpq_url: str) -> Run:
-    headers = {"Authorization": f"Bearer {api_key}"}
+def session_for(api_key: str) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+        connector=aiohttp.TCPConnector(limit=0),
+    )
+
+
+async def open_streams(
+    s: aiohttp.ClientSession, urls: list[str], seen: list[int]
+) -> list[asyncio.Task[None]]:
+    """One reading task per URL, returned once every stream has connected."""
+    connected = [asyncio.Event() for _ in urls]
+    streams = [
+        asyncio.create_task(read_stream(s, url, seen, connected[i])) for i, url in enumerate(urls)
+    ]
+    await asyncio.gather(*(c.wait() for c in connected))
+    return streams
+
+
+async def close_streams(streams: list[asyncio.Task[None]]) -> None:
+    for stream in streams:
+        stream.cancel()
+    for stream in streams:
+        with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
+            await stream
+
+
+async def connect_cost(base: str, api_key: str, listeners: int, libpq_url: str) -> float:
+    """PostgreSQL transactions per stream that connects (half tenant streams, half job
+    streams of a finished job), flushed stats included: the one-off part of a listener."""
+    async with session_for(api_key) as s:
+        async with s.post(
+            f"{base}/api/v1/customers/bulk",
+            data=json.dumps({"records": customer_records(10, f"c{uuid.uuid4().hex[:6]}")}),
+            headers={"Content-Type": "application/json"},
+        ) as answer:
+            job = await answer.json()
+            assert answer.status == 200, job
+        await asyncio.sleep(STATS_FLUSH_SECONDS)
+        before = transactions(libpq_url)
+        half = listeners // 2
+        urls = [f"{base}/api/v1/jobs/events"] * half
+        urls += [f"{base}/api/v1/jobs/{job['job_id']}/events"] * (listeners - half)
+        await close_streams(await open_streams(s, urls, [0]))
+        await asyncio.sleep(STATS_FLUSH_SECONDS)
+        return (transactions(libpq_url) - before - 1) / listeners
+
+
+async def one_job(
+    base: str, api_key: str, records: int, listeners: int, libpq_url: str, cost: float
+) -> Run:
     body = json.dumps({"records": customer_records(records, f"l{uuid.uuid4().hex[:6]}")})
-    timeout = aiohttp.ClientTimeout(total=None, sock_read=120)
-    connector = aiohttp.TCPConnector(limit=0)
-    async with aiohttp.ClientSession(headers=headers, timeout=timeout, connector=connector) as s:
+    async with session_for(api_key) as s:
         seen = [0]
-        connected = [asyncio.Event() for _ in range(listeners)]
-        streams = [
-            asyncio.create_task(read_stream(s, f"{base}/api/v1/jobs/events", seen, connected[i]))
-            for i in range(listeners // 2)
-        ]
-        await asyncio.sleep(0.5 if listeners else 0)  # the tenant streams are open
+        before = transactions(libpq_url)
+        streams = await open_streams(s, [f"{base}/api/v1/jobs/events"] * (listeners // 2), seen)
+        reads_before = await live_view_reads(s, base)
         started = time.perf_counter()
         async with s.post(
             f"{base}/api/v1/customers/bulk/async",
@@ -120,26 +168,17 @@ async def one_job(base: str, api_key: str, records: int, listeners: int, libpq_u
             job = await answer.json()
             assert answer.status == 202, job
         events_url = f"{base}/api/v1/jobs/{job['job_id']}/events"
-        streams += [
-            asyncio.create_task(read_stream(s, events_url, seen, connected[i]))
-            for i in range(listeners // 2, listeners)
-        ]
         finished = asyncio.create_task(terminal_of(s, events_url))
-        await asyncio.gather(*(c.wait() for c in connected))
-        before, counted_from = transactions(libpq_url), time.perf_counter()
-        reads_before = await live_view_reads(s, base)
+        streams += await open_streams(s, [events_url] * (listeners - listeners // 2), seen)
         done = await finished
         seconds = time.perf_counter() - started
-        commits = transactions(libpq_url) - before
         reads = await live_view_reads(s, base) - reads_before
-        window = time.perf_counter() - counted_from
-        for stream in streams:
-            stream.cancel()
-        for stream in streams:
-            with contextlib.suppress(asyncio.CancelledError, aiohttp.ClientError):
-                await stream
+        await close_streams(streams)
+        await asyncio.sleep(STATS_FLUSH_SECONDS)
+        counted = transactions(libpq_url) - before - 1
     assert done["status"] == "COMPLETED" and done["successful"] == records, done
-    return Run(listeners, seconds, records, commits / window, reads / window, seen[0])
+    beyond_connecting = (counted - cost * listeners) / seconds
+    return Run(listeners, seconds, records, counted, beyond_connecting, reads / seconds, seen[0])
 
 
 def main() -> None:
@@ -152,14 +191,17 @@ def main() -> None:
     settings = load_settings()
     _, api_key = bench_tenant(settings)
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
+    cost = asyncio.run(connect_cost(args.url, api_key, args.listeners, settings.libpq_url))
+    print(f"connecting a stream costs PostgreSQL {cost:.2f} transactions (subtracted below)")
 
     def run(listeners: int) -> Run:
         result = asyncio.run(
-            one_job(args.url, api_key, args.records, listeners, settings.libpq_url)
+            one_job(args.url, api_key, args.records, listeners, settings.libpq_url, cost)
         )
         print(
             f"  {listeners:3} listeners: {result.seconds:.2f} s = {result.rate:,.0f} records/s, "
-            f"{result.commits_per_second:,.0f} PostgreSQL transactions/s, live view "
+            f"{result.transactions:,} PostgreSQL transactions "
+            f"({result.commits_per_second:,.0f}/s beyond connecting), live view "
             f"{result.reads_per_second:.1f} reads/s, "
             f"{result.events:,} events read; load {os.getloadavg()[0]:.2f}"
         )
@@ -177,17 +219,19 @@ def main() -> None:
         with_few.append(run(few))
     quiet = statistics.median(r.rate for r in without)
     watched = statistics.median(r.rate for r in with_listeners)
-    quiet_tx = statistics.median(r.commits_per_second for r in without)
-    watched_tx = statistics.median(r.commits_per_second for r in with_listeners)
-    few_tx = statistics.median(r.commits_per_second for r in with_few)
+    groups = (("none", without), (str(few), with_few), (str(args.listeners), with_listeners))
+    counted = ", ".join(
+        f"{statistics.median(r.transactions for r in runs):,.0f} with {name} "
+        f"({statistics.median(r.commits_per_second for r in runs):,.0f}/s beyond connecting)"
+        for name, runs in groups
+    )
     reads = {
         name: statistics.median(r.reads_per_second for r in runs)
         for name, runs in (("few", with_few), ("all", with_listeners))
     }
     print(
         f"median: {quiet:,.0f} records/s without, {watched:,.0f} with {args.listeners} listeners "
-        f"(x{watched / quiet:.2f}); PostgreSQL transactions/s: {quiet_tx:,.0f} with none, "
-        f"{few_tx:,.0f} with {few}, {watched_tx:,.0f} with {args.listeners}; the live view "
+        f"(x{watched / quiet:.2f}); PostgreSQL transactions per job: {counted}; the live view "
         f"read {reads['few']:.1f}/s for {few} and {reads['all']:.1f}/s for {args.listeners}"
     )
 
