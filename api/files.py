@@ -29,7 +29,7 @@ from api.services import SERVICES, Services
 from bulk_ingest.settings import Settings
 from domain.errors import ApiError, ErrorCode
 from domain.file_formats import profile_file
-from domain.file_types import FileFormat, FileProfile, FileRejected, ZipCaps
+from domain.file_types import FILE_STORAGES, FileFormat, FileProfile, FileRejected, ZipCaps
 from domain.job_view import API_PREFIX, iso
 from storage import files as file_store
 from storage.files import FileState, FileStore, NewFile
@@ -37,7 +37,6 @@ from storage.files import FileState, FileStore, NewFile
 log = logging.getLogger(__name__)
 
 FILES_PATH = API_PREFIX + "/files"
-STORAGES = ("temporary", "directory")
 BLOCK_BYTES = 1024 * 1024
 
 
@@ -94,7 +93,7 @@ async def upload_file(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
     storage = request.query.get("storage", "temporary")
-    if storage not in STORAGES:
+    if storage not in FILE_STORAGES:
         raise problem(
             422, ErrorCode.InvalidParameter, "storage must be temporary (the default) or directory."
         )

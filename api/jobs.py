@@ -23,14 +23,13 @@ from bulk_ingest.topics import Topic
 from domain.bulk_requests import BulkRequest, Operation, validate_bulk_request
 from domain.entities import EntityDefinition
 from domain.errors import ApiError, ErrorCode, InvalidInput
-from domain.job_view import API_PREFIX, decode_cursor, job_object, record_results
+from domain.job_view import API_PREFIX, MAX_PAGE, decode_cursor, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BulkRequestChunk, JobProgressed
 from domain.validation import encodable_record
 from storage import job_listing, ledger
 from storage import jobs as job_store
 
-MAX_PAGE = 200
 MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES // 2
 
 
