@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -194,7 +195,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """The position a ``cursor`` names; raises ``ValueError`` (and kin) when it is malformed."""
     padded = cursor + "=" * (-len(cursor) % 4)
     created_at, job_id = json.loads(base64.urlsafe_b64decode(padded))
-    return datetime.fromisoformat(created_at), str(job_id)
+    return datetime.fromisoformat(created_at), str(uuid.UUID(job_id))
 
 
 class _Progress(NamedTuple):
