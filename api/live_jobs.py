@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from api.notifications import NotificationListener
+from bulk_ingest.metrics import LIVE_VIEW_READS
 from domain.job_view import event_id, job_object, progress_body
 from domain.jobs import JobStatus, is_terminal
 from domain.progress import ProgressMeter, eta_seconds
@@ -180,6 +181,7 @@ class LiveJobs:
             self._deliver(update)
 
     async def _read(self, changed: set[str], lost_at: datetime | None) -> list[JobUpdate]:
+        LIVE_VIEW_READS.inc()
         async with self._engine.connect() as conn:
             rows = await job_listing.watched_jobs(
                 conn, changed, jobs=self._by_job.keys(), tenants=self._by_tenant.keys()

@@ -95,6 +95,31 @@ def _wait_all(futures: dict[str, Any], tolerated: int | None) -> None:
                 raise KafkaUnavailable(f"could not prepare topic {name}: {exc}") from exc
 
 
+COORDINATOR_WAIT_SECONDS = 60.0
+_COORDINATOR_NOT_READY = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    }
+)
+
+
+def _committed_once_the_coordinator_is_up(consumer: Any, partitions: list[Any]) -> list[Any]:
+    """The group's committed offsets; a fresh broker answers NOT_COORDINATOR (or "loading") for
+    a while as it creates ``__consumer_offsets``, so retriable errors are asked again."""
+    deadline = time.monotonic() + COORDINATOR_WAIT_SECONDS
+    while True:
+        try:
+            return list(consumer.committed(partitions, timeout=10))
+        except KafkaException as exc:
+            error = exc.args[0]
+            waiting = error.retriable() or error.code() in _COORDINATOR_NOT_READY
+            if not waiting or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)  # the coordinator is being elected: a pause before asking again
+
+
 def seed_committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str]) -> int:
     """Give every partition without a committed offset one at its low watermark.
 
@@ -116,7 +141,7 @@ def seed_committed_offsets(bootstrap: str, group_id: str, topics: Iterable[str])
             if topic in metadata.topics
             for p in metadata.topics[topic].partitions
         ]
-        committed = consumer.committed(partitions, timeout=10)
+        committed = _committed_once_the_coordinator_is_up(consumer, partitions)
         missing = [
             TopicPartition(tp.topic, tp.partition, _low_watermark(consumer, tp))
             for tp in committed

@@ -57,6 +57,11 @@ CONSUMER_LAG = Gauge(
     "minus committed offset), by topic and partition; read every watchdog check",
     ["topic", "partition"],
 )
+LIVE_VIEW_READS = Counter(
+    "bulk_ingest_live_view_reads",
+    "Reads of job rows by the gateway's live view, for all its event streams together (at most "
+    "one per 0.25 s tick while watched jobs change, however many clients listen)",
+)
 DEAD_LETTERS = Counter(
     "bulk_ingest_dead_letters",
     "Messages sent to the dead-letter topic, by the topic they came from and the reason",

@@ -330,6 +330,29 @@ def _service_paths() -> dict[str, Any]:
                 public=True,
             )
         },
+        "/": {
+            "get": operation(
+                "dashboard",
+                "service",
+                "The dashboard: jobs, live progress, errors, downloads, file imports",
+                {"200": {"description": "A web page", "content": {"text/html": text}}},
+                description="Its own API calls carry the key typed into the page.",
+                public=True,
+            )
+        },
+        "/assets/{name}": {
+            "get": operation(
+                "dashboard_asset",
+                "service",
+                "A file of the dashboard (its scripts, style sheet, icon)",
+                {
+                    "200": {"description": "The file", "content": {"*/*": text}},
+                    "404": problem("No such file", ("none", ErrorCode.NotFound, "Nothing there")),
+                },
+                parameters=[path_parameter("name", js.string(), "The file's name")],
+                public=True,
+            )
+        },
         "/docs/assets/{name}": {
             "get": operation(
                 "docs_asset",

@@ -33,7 +33,8 @@ from stack import (
 from storage.db import create_tenant, sync_engine
 from tests.support.http import Api, poll
 
-TEST_KAFKA_PORT = 19092
+TEST_KAFKA_PORT = int(os.environ.get("BULK_INGEST_TEST_KAFKA_PORT", "19092"))
+"""The test broker's port; another checkout's test session on this machine needs its own."""
 TEST_HTTP_PORT = 18080
 TEST_METRICS_PORT = 19400
 INCOMPLETE_JOB_SECONDS = 12.0  # beyond the 10 s a killed worker's partitions wait to move

@@ -60,7 +60,8 @@ def test_every_route_of_the_gateway_is_described_and_nothing_else() -> None:
 
 
 def test_every_operation_but_the_public_ones_needs_the_key_and_lists_401() -> None:
-    public = {"/healthz", "/metrics", "/docs", "/docs/assets/{name}", "/api/v1/openapi.json"}
+    public = {"/", "/assets/{name}", "/healthz", "/metrics", "/docs", "/docs/assets/{name}"}
+    public.add("/api/v1/openapi.json")
     assert DOCUMENT["security"] == [{"bearer": []}]
     for path, operations in DOCUMENT["paths"].items():
         for operation in operations.values():
