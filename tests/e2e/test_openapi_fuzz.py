@@ -16,11 +16,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from bulk_ingest.processes import spawn
@@ -54,9 +57,31 @@ EXCLUDED: dict[tuple[str, str], str] = {
 }
 """Operations not fuzzed, each with the reason."""
 
-SAFE_WEBHOOK = "http://127.0.0.1:9/bulk-ingest-fuzz"
-"""The only webhook_url the fuzzer sends: a fuzzed URL of a public host would make the
-consumers call it. Loopback is allowed in the test settings; nothing listens on port 9."""
+
+class _Gone(BaseHTTPRequestHandler):
+    """A webhook receiver that answers 410 Gone: the dispatcher stops retrying at once."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(410)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def safe_webhook() -> Iterator[str]:
+    """The only webhook_url the fuzzer sends: a fuzzed URL of a public host would make the
+    consumers call it. Loopback is allowed in the test settings; this receiver answers 410."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Gone)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/bulk-ingest-fuzz"
+    server.shutdown()
+    server.server_close()
+
 
 UNDECIDABLE_422: dict[str, str] = {
     "upload_file": "whether bytes are a readable CSV, NDJSON, XLSX or ZIP is not a schema's to say",
@@ -112,10 +137,10 @@ schemathesis.openapi.format(
 Unicode category, as validation judges them (:mod:`domain.entities`)."""
 
 
-def fuzzed_document(base: str) -> dict[str, Any]:
+def fuzzed_document(base: str, webhook: str) -> dict[str, Any]:
     """The served document with two changes for the fuzzer.
 
-    - Every ``webhook_url`` is pinned to :data:`SAFE_WEBHOOK`.
+    - Every ``webhook_url`` is pinned to ``webhook`` (:func:`safe_webhook`).
     - A key's ``pattern`` (the exact class of visible code points, ~700 ranges: schemathesis
       builds a regex strategy per value drawn, about a second per record) becomes the format
       :data:`KEY_FORMAT`, drawn from the same code points by category (:data:`HOOKS`). Negative
@@ -127,7 +152,7 @@ def fuzzed_document(base: str) -> dict[str, Any]:
     for schema in document["components"]["schemas"].values():
         properties = schema.get("properties", {})
         if "webhook_url" in properties:
-            properties["webhook_url"] = {"type": ["string", "null"], "enum": [SAFE_WEBHOOK, None]}
+            properties["webhook_url"] = {"type": ["string", "null"], "enum": [webhook, None]}
         for value in properties.values():
             if value.get("pattern") == key_pattern:
                 del value["pattern"]
@@ -174,14 +199,16 @@ def schemathesis_config(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-def test_schemathesis_finds_nothing(fuzz_gateway: str, settings: Settings, tmp_path: Path) -> None:
+def test_schemathesis_finds_nothing(
+    fuzz_gateway: str, safe_webhook: str, settings: Settings, tmp_path: Path
+) -> None:
     engine = sync_engine(settings.sqlalchemy_url)
     try:
         tenant = create_tenant(engine, "fuzz", DEFAULT_REFERENCE_TYPES)
     finally:
         engine.dispose()
     report_dir = settings.state_dir / "logs" / settings.app_id
-    fuzzed = fuzzed_document(fuzz_gateway)
+    fuzzed = fuzzed_document(fuzz_gateway, safe_webhook)
     document = tmp_path / "openapi.json"
     document.write_text(json.dumps(fuzzed))
     config = schemathesis_config(tmp_path / "schemathesis.toml", fuzzed)
@@ -221,10 +248,30 @@ def test_schemathesis_finds_nothing(fuzz_gateway: str, settings: Settings, tmp_p
         env={**os.environ, "SCHEMATHESIS_HOOKS": str(hooks)},
     )
     took = time.monotonic() - started
+    _settle_webhooks(settings, tenant.tenant_id)
     report = report_dir / "schemathesis.txt"
     report.write_text(run.stdout + run.stderr)
     print(run.stdout[-3000:], f"\n[schemathesis took {took:.0f} s; its output: {report}]")
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-3000:]
+
+
+def _settle_webhooks(settings: Settings, tenant_id: str) -> None:
+    """The fuzzed jobs' webhooks meet the 410 receiver and stop; any still pending once the
+    jobs have ended is given up here, so no later test pays for their retries."""
+    pending = (
+        "SELECT (SELECT count(*) FROM webhook_deliveries WHERE tenant_id = %(t)s "
+        "AND state = 'PENDING') + (SELECT count(*) FROM jobs WHERE tenant_id = %(t)s "
+        "AND completed_at IS NULL)"
+    )
+    with psycopg.connect(settings.libpq_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and conn.execute(pending, {"t": tenant_id}).fetchone()[0]:
+            time.sleep(0.5)  # the dispatcher polls every 0.1 s; jobs end within seconds
+        conn.execute(
+            "UPDATE webhook_deliveries SET state = 'FAILED', next_attempt_at = NULL "
+            "WHERE tenant_id = %s AND state = 'PENDING'",
+            [tenant_id],
+        )
 
 
 # --- what the fuzzer found, kept found ------------------------------------------------------------
