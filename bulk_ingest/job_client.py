@@ -24,18 +24,10 @@ from rich.progress import BarColumn, Progress, TaskID, TaskProgressColumn, TextC
 from rich.table import Table
 
 from bulk_ingest.gateway_client import ClientError, Gateway, add_gateway_arguments, gateway_from
+from domain.jobs import TERMINAL_STATUSES, JobStatus
 
 PLAIN_PROGRESS_SECONDS = 5.0
-STATUSES = (
-    "PENDING",
-    "READY",
-    "STARTED",
-    "COMPLETED",
-    "COMPLETED_WITH_ERRORS",
-    "FAILED",
-    "INTERNAL_FAILURE",
-    "CANCELLED",
-)
+STATUSES = tuple(status.value for status in JobStatus)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -201,7 +193,7 @@ class LiveProgress:
             self._last_line = now
 
 
-_ENDED = frozenset(STATUSES[3:])
+_ENDED = frozenset(status.value for status in TERMINAL_STATUSES)
 
 
 def _fields(progress: Mapping[str, Any]) -> dict[str, str]:
