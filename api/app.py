@@ -1,8 +1,8 @@
 """The gateway application: ``init_app(settings)`` assembles it, ``cleanup_ctx`` owns resources.
 
 Each route module (:mod:`api.jobs`, :mod:`api.reports`, :mod:`api.webhooks`, :mod:`api.files`,
-:mod:`api.imports`) adds its own routes; they share :mod:`api.services`, :mod:`api.auth` and
-:mod:`api.intake`, and none imports this module.
+:mod:`api.imports`, :mod:`api.docs`, …) adds its own routes; they share :mod:`api.services`,
+:mod:`api.auth` and :mod:`api.intake`, and none imports this module.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api import dashboard, entities, files, imports, job_events, jobs, reports, webhooks
+from api import dashboard, docs, entities, files, imports, job_events, jobs, reports, webhooks
 from api.errors import error_middleware
 from api.services import SERVICES, SETTINGS, Services, end_streams, services_ctx
 from bulk_ingest.metrics import exposition
@@ -62,7 +62,8 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(end_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    for module in (job_events, jobs, reports, webhooks, files, imports, entities, dashboard):
+    routes = (job_events, jobs, reports, webhooks, files, imports, entities, docs, dashboard)
+    for module in routes:
         module.add_routes(app)
     return app
 

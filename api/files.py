@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from api.auth import authenticate
 from api.errors import HttpProblem, id_or_404, problem
@@ -29,15 +30,15 @@ from api.services import SERVICES, Services
 from bulk_ingest.settings import Settings
 from domain.errors import ApiError, ErrorCode
 from domain.file_formats import profile_file
-from domain.file_types import FileFormat, FileProfile, FileRejected, ZipCaps
+from domain.file_types import FILE_STORAGES, FileFormat, FileProfile, FileRejected, ZipCaps
 from domain.job_view import API_PREFIX, iso
+from domain.text import unstorable_character
 from storage import files as file_store
 from storage.files import FileState, FileStore, NewFile
 
 log = logging.getLogger(__name__)
 
 FILES_PATH = API_PREFIX + "/files"
-STORAGES = ("temporary", "directory")
 BLOCK_BYTES = 1024 * 1024
 
 
@@ -94,7 +95,7 @@ async def upload_file(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
     storage = request.query.get("storage", "temporary")
-    if storage not in STORAGES:
+    if storage not in FILE_STORAGES:
         raise problem(
             422, ErrorCode.InvalidParameter, "storage must be temporary (the default) or directory."
         )
@@ -162,11 +163,17 @@ async def _receive(request: web.Request, store: FileStore, max_bytes: int) -> Re
     if request.content_length is not None and request.content_length > max_bytes:
         raise _too_large(max_bytes)
     if request.content_type.startswith("multipart/"):
-        part = await _file_part(request)
-        filename, content_type = part.filename, part.headers.get("Content-Type")
+        try:
+            part = await _file_part(request)
+            filename, content_type = part.filename, part.headers.get("Content-Type")
+        except MALFORMED_MULTIPART as exc:
+            raise _malformed(exc) from exc
 
         async def read_block() -> bytes:
-            return bytes(await part.read_chunk(BLOCK_BYTES))
+            try:
+                return bytes(await part.read_chunk(BLOCK_BYTES))
+            except MALFORMED_MULTIPART as exc:
+                raise _malformed(exc) from exc
 
     else:
         filename = request.query.get("filename") or _disposition_name(request)
@@ -184,7 +191,32 @@ async def _receive(request: web.Request, store: FileStore, max_bytes: int) -> Re
     if size == 0:
         path.unlink(missing_ok=True)
         raise problem(422, ErrorCode.EmptyRequest, "The upload is empty: send the file's bytes.")
+    if filename is not None and unstorable_character(filename) is not None:
+        path.unlink(missing_ok=True)
+        raise problem(
+            422, ErrorCode.InvalidParameter, "The filename holds U+0000 or a lone surrogate."
+        )
     return Received(path, sha256, size, filename, content_type)
+
+
+MALFORMED_MULTIPART = (KeyError, ValueError, HttpProcessingError)
+"""What aiohttp's multipart reader raises on a body that is not what its Content-Type says (no
+boundary, a part whose headers do not parse, …): the caller's to fix, never a 500."""
+
+
+def _malformed(exc: BaseException) -> HttpProblem:
+    detail = exc.message if isinstance(exc, HttpProcessingError) else str(exc)
+    return HttpProblem(
+        422,
+        [
+            ApiError(
+                ErrorCode.InvalidFormat,
+                f"The multipart body is malformed ({detail.strip()[:200]}); send the file as "
+                "-F file=@data.csv, or its bytes as the body.",
+                field="file",
+            )
+        ],
+    )
 
 
 async def _file_part(request: web.Request) -> Any:

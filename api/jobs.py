@@ -23,14 +23,14 @@ from bulk_ingest.topics import Topic
 from domain.bulk_requests import BulkRequest, Operation, validate_bulk_request
 from domain.entities import EntityDefinition
 from domain.errors import ApiError, ErrorCode, InvalidInput
-from domain.job_view import API_PREFIX, decode_cursor, job_object, record_results
+from domain.job_view import API_PREFIX, MAX_PAGE, decode_cursor, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BulkRequestChunk, JobProgressed
+from domain.text import unstorable_character
 from domain.validation import encodable_record
 from storage import job_listing, ledger
 from storage import jobs as job_store
 
-MAX_PAGE = 200
 MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES // 2
 
 
@@ -254,8 +254,8 @@ async def list_jobs(request: web.Request) -> web.Response:
     services = request.app[SERVICES]
     tenant_id = await authenticate(request)
     query = request.query
-    status = query.get("status") or None
-    if status and status not in JobStatus.__members__:
+    status = query.get("status")
+    if status is not None and status not in JobStatus.__members__:
         raise problem(
             422,
             ErrorCode.InvalidParameter,
@@ -264,8 +264,11 @@ async def list_jobs(request: web.Request) -> web.Response:
     try:
         limit = int(query.get("limit", "50"))
         cursor = decode_cursor(query["cursor"]) if query.get("cursor") else None
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise problem(422, ErrorCode.InvalidParameter, "limit or cursor is malformed") from exc
+    entity = query.get("entity") or None
+    if entity is not None and unstorable_character(entity) is not None:
+        raise problem(422, ErrorCode.InvalidParameter, "entity names no entity: it holds U+0000")
     if not 1 <= limit <= MAX_PAGE:
         raise problem(422, ErrorCode.InvalidParameter, f"limit must be 1..{MAX_PAGE}")
     async with services.engine.connect() as conn:
@@ -273,7 +276,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             conn,
             tenant_id,
             status=status,
-            entity=query.get("entity") or None,
+            entity=entity,
             limit=limit,
             cursor=cursor,
         )

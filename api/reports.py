@@ -18,7 +18,7 @@ from api.auth import owned_job
 from api.errors import problem
 from api.services import Services
 from domain.errors import ErrorCode
-from domain.job_view import API_PREFIX, job_url
+from domain.job_view import API_PREFIX, RESULT_FORMATS, job_url
 from domain.jobs import JobStatus, is_terminal
 from storage import ledger
 from storage.reports import ReportStore
@@ -26,7 +26,6 @@ from storage.rows import Row
 
 CSV_TYPE = "text/csv; charset=utf-8"
 ZIP_TYPE = "application/zip"
-RESULT_FORMATS = ("zip", "csv")
 
 
 def _ready(job: Row) -> None:

@@ -81,13 +81,15 @@ class Format:
     """A named syntax a string must match; ``expected`` completes "expected ..." in messages.
 
     ``check``, when set, is a further test the whole value must pass (for rules a regular
-    expression cannot say, such as Unicode categories).
+    expression cannot say, such as Unicode categories). ``printable_ascii``: the pattern matches
+    printable ASCII only (U+0020-U+007E), so no entity's forbidden code point can pass it.
     """
 
     name: str
     pattern: re.Pattern[str]
     expected: str
     check: Callable[[str], bool] | None = None
+    printable_ascii: bool = False
 
     def matches(self, value: str) -> bool:
         if not self.pattern.fullmatch(value):
@@ -95,13 +97,13 @@ class Format:
         return self.check is None or self.check(value)
 
 
-_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
 
 
 def _visible(value: str) -> bool:
     """No control, format (zero-width, bidi, BOM), private-use, unassigned or line separators."""
     return value.isascii() or not any(
-        unicodedata.category(char) in _INVISIBLE_CATEGORIES for char in value
+        unicodedata.category(char) in INVISIBLE_CATEGORIES for char in value
     )
 
 
@@ -123,15 +125,29 @@ FORMATS: Mapping[str, Format] = MappingProxyType(
             # The WHATWG (HTML) e-mail syntax, with at least one dot in the domain.
             re.compile(rf"[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_EMAIL_LABEL}(?:\.{_EMAIL_LABEL})+"),
             "an email address like name@example.com",
+            printable_ascii=True,
         ),
         "phone": Format(
             "phone",
             re.compile(r"(?=[^0-9]*[0-9])[0-9 +\-().]+"),
             "digits, spaces and + - ( ) .",
+            printable_ascii=True,
         ),
-        "country2": Format("country2", re.compile(r"[A-Z]{2}"), "two capital letters like US"),
-        "currency3": Format("currency3", re.compile(r"[A-Z]{3}"), "three capital letters like EUR"),
-        "date": Format("date", re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"), "a date as YYYY-MM-DD"),
+        "country2": Format(
+            "country2", re.compile(r"[A-Z]{2}"), "two capital letters like US", printable_ascii=True
+        ),
+        "currency3": Format(
+            "currency3",
+            re.compile(r"[A-Z]{3}"),
+            "three capital letters like EUR",
+            printable_ascii=True,
+        ),
+        "date": Format(
+            "date",
+            re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}"),
+            "a date as YYYY-MM-DD",
+            printable_ascii=True,
+        ),
         "key": Format(
             "key",
             re.compile(r"[^\x00-\x1f\x7f]+"),

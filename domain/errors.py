@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from domain import json_schema as js
+from domain.json_schema import ViewField, fill, not_none, view_schema
+
 MAX_ERRORS = 100
 """At most this many errors are reported for one request or one job."""
 
@@ -79,16 +82,46 @@ class ApiError:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of the public error format."""
-        body: dict[str, Any] = {
-            "errorCode": self.error_code.value,
-            "message": self.message,
-            "moreInfo": self.more_info,
-        }
-        if self.index is not None:
-            body["index"] = self.index
-        if self.field is not None:
-            body["field"] = self.field
-        return body
+        return fill(API_ERROR_FIELDS, self)
+
+
+API_ERROR_FIELDS: tuple[ViewField[ApiError], ...] = (
+    ViewField(
+        "errorCode",
+        js.enum(ErrorCode, "The error code; docs/errors.md explains each one"),
+        lambda e: e.error_code.value,
+    ),
+    ViewField("message", js.string("What went wrong, for a person"), lambda e: e.message),
+    ViewField(
+        "moreInfo",
+        js.string("Where the code is explained", format="uri"),
+        lambda e: e.more_info,
+    ),
+    ViewField(
+        "index",
+        js.integer("The record's position in records, 0-based", minimum=0),
+        lambda e: e.index,
+        not_none,
+    ),
+    ViewField(
+        "field",
+        js.string("The field at fault as a dotted path (addresses.0.country)"),
+        lambda e: e.field,
+        not_none,
+    ),
+)
+"""One error of an error body; ``index`` and ``field`` only where they apply."""
+
+
+def error_body_schema() -> js.Schema:
+    """``{"errors": [...]}``: the body of every 4xx and 5xx answer."""
+    errors = js.array(
+        view_schema(API_ERROR_FIELDS),
+        "The first encountered error first",
+        minItems=1,
+        maxItems=MAX_ERRORS,
+    )
+    return js.obj({"errors": errors}, ["errors"])
 
 
 class BulkIngestError(Exception):

@@ -50,6 +50,7 @@ from domain.file_types import (
     ZipCaps,
     printable,
 )
+from domain.text import unstorable_character
 from domain.text_rows import text_rows
 from domain.xlsx_rows import profile_xlsx, xlsx_rows
 from domain.zip_archives import (
@@ -141,12 +142,27 @@ def profile_file(path: Path, caps: ZipCaps) -> FileProfile:
     if not head:
         raise FileRejected("The file is empty.")
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-        return _profile_archive(path, caps)
+        return _storable(_profile_archive(path, caps))
     for signature, message in _SIGNATURES:
         if head.startswith(signature):
             raise FileRejected(message)
     encoding = detect_encoding(head)
-    return _profile_text(head, encoding, FileFormat.CSV, lambda: path.open("rb"))
+    return _storable(_profile_text(head, encoding, FileFormat.CSV, lambda: path.open("rb")))
+
+
+def _storable(profile: FileProfile) -> FileProfile:
+    """``profile``, unless a name in it holds a code point no storage can hold (a NUL byte in a
+    header is a binary file, not text): such a file could be neither kept nor mapped."""
+    names = [*profile.columns, *profile.sheet_columns, profile.member or ""]
+    names += [column for columns in profile.sheet_columns.values() for column in columns]
+    for name in names:
+        found = unstorable_character(name)
+        if found is not None:
+            raise FileRejected(
+                f"The file's header (or a name in it) holds {found}, which no text can: it is "
+                "not a CSV, NDJSON or XLSX file, or not in the encoding it seems to be in."
+            )
+    return profile
 
 
 def _profile_text(

@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 from domain.errors import BulkIngestError, ErrorCode
 
+FILE_STORAGES = ("temporary", "directory")
+"""How long an upload is kept (``?storage=``): the default, expiring; until it is deleted."""
 SAMPLE_BYTES = 64 * 1024
 MAX_LINE_CHARS = 1024 * 1024
 DELIMITERS = (",", ";", "\t", "|")

@@ -31,11 +31,11 @@ IMPORT_FIELDS = frozenset(
         "delimiter",
     }
 )
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_UUID = re.compile(
+SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
+UUID_PATTERN = re.compile(
     r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}"
 )
-_DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 
 # --- the request ----------------------------------------------------------------------------------
@@ -126,11 +126,11 @@ def _file_reference(body: Mapping[str, Any]) -> tuple[str | None, str | None]:
             "Name the uploaded file with either file_id or sha256 (one of them, not both)",
             field="file_id",
         )
-    if file_id is not None and not (isinstance(file_id, str) and _UUID.fullmatch(file_id)):
+    if file_id is not None and not (isinstance(file_id, str) and UUID_PATTERN.fullmatch(file_id)):
         raise InvalidInput.single(
             ErrorCode.InvalidParameter, f"There is no file {file_id!r}", field="file_id"
         )
-    if sha256 is not None and not (isinstance(sha256, str) and _SHA256.fullmatch(sha256)):
+    if sha256 is not None and not (isinstance(sha256, str) and SHA256_PATTERN.fullmatch(sha256)):
         raise InvalidInput.single(
             ErrorCode.InvalidFormat, "sha256 must be 64 hexadecimal characters", field="sha256"
         )
@@ -180,7 +180,7 @@ def _delimiter(value: object) -> str | None:
     if value is None:
         return None
     if isinstance(value, str):
-        value = _DELIMITER_NAMES.get(value.lower(), value)
+        value = DELIMITER_NAMES.get(value.lower(), value)
         if len(value) == 1 and value not in '"\r\n':
             return value
     raise InvalidInput.single(

@@ -7,14 +7,27 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from domain.jobs import JobStatus, is_terminal
+from domain import json_schema as js
+from domain.bulk_requests import Operation
+from domain.errors import MAX_ERRORS, ErrorCode
+from domain.jobs import JobStatus, RecordStatus, is_terminal
+from domain.json_schema import ViewField, fill, not_none, view_schema
 
 API_PREFIX = "/api/v1"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OPERATIONS = tuple(operation.value for operation in Operation)
+MAX_PAGE = 200
+"""The most jobs one page of ``GET /jobs`` holds (``limit``)."""
+RESULT_FORMATS = ("zip", "csv")
+"""What ``GET /jobs/{id}/results?format=`` offers; the first is the default."""
+SOURCES = ("api", "file", "kafka")
+"""A job's ``source``: records sent over HTTP, a file import, chunks a Kafka producer sent."""
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -27,60 +40,125 @@ def job_url(job_id: str) -> str:
     return f"{API_PREFIX}/jobs/{job_id}"
 
 
+_ERROR_CODE = js.enum(ErrorCode, "The error code; docs/errors.md explains each one.")
+
+ERROR_ENTRY_FIELDS: tuple[ViewField[Mapping[str, Any]], ...] = (
+    ViewField(
+        "index",
+        js.integer("The record's position in the job, 0-based", minimum=0),
+        lambda f: f["index"],
+    ),
+    ViewField(
+        "external_id", js.nullable(js.string("The record's key, as submitted")), lambda f: f["key"]
+    ),
+    ViewField("errorCode", _ERROR_CODE, lambda f: f["error_code"]),
+    ViewField("message", js.string("What went wrong, for a person"), lambda f: f["error_message"]),
+    ViewField(
+        "field",
+        js.string("The field at fault as a dotted path (addresses.0.country)"),
+        lambda f: f.get("error_field"),
+        bool,
+    ),
+    ViewField(
+        "line",
+        js.integer("The file line of the record (file imports)", minimum=1),
+        lambda f: f.get("line"),
+        not_none,
+    ),
+)
+"""A failed record in the job's ``errors``; ``field`` and ``line`` only where they apply."""
+
+
 def error_entry(failure: Mapping[str, Any]) -> dict[str, Any]:
-    entry = {
-        "index": failure["index"],
-        "external_id": failure["key"],
-        "errorCode": failure["error_code"],
-        "message": failure["error_message"],
-    }
-    if failure.get("error_field"):
-        entry["field"] = failure["error_field"]
-    if failure.get("line") is not None:
-        entry["line"] = failure["line"]
-    return entry
+    return fill(ERROR_ENTRY_FIELDS, failure)
+
+
+@dataclass(frozen=True)
+class JobSource:
+    """What a job object is made of: the job row and its first failures."""
+
+    job: Mapping[str, Any]
+    failures: tuple[Mapping[str, Any], ...]
+
+    @property
+    def terminal(self) -> bool:
+        return is_terminal(self.job["status"])
+
+    def download(self, name: str) -> str | None:
+        return f"{job_url(self.job['job_id'])}/{name}" if self.terminal else None
+
+
+def _row(name: str) -> Callable[[JobSource], Any]:
+    return lambda source: source.job[name]
+
+
+def _moment(name: str) -> Callable[[JobSource], Any]:
+    return lambda source: iso(source.job[name])
+
+
+_TIME = js.nullable(js.TIMESTAMP)
+_COUNTS = ("total", "processed", "successful", "failed", "skipped")
+
+JOB_FIELDS: tuple[ViewField[JobSource], ...] = (
+    ViewField("job_id", js.UUID, _row("job_id")),
+    ViewField("entity", js.string("The entity the records are"), _row("entity")),
+    ViewField("operation", js.enum(OPERATIONS), _row("operation")),
+    ViewField(
+        "source", js.enum(SOURCES, "How the job came: HTTP records, a file, Kafka"), _row("source")
+    ),
+    ViewField("status", js.enum(JobStatus), _row("status")),
+    *(ViewField(name, js.COUNT, _row(name)) for name in _COUNTS),
+    ViewField(
+        "errors",
+        js.array(
+            view_schema(ERROR_ENTRY_FIELDS),
+            "The first failures in index order (empty in job listings)",
+            maxItems=MAX_ERRORS,
+        ),
+        lambda source: [error_entry(failure) for failure in source.failures],
+    ),
+    ViewField(
+        "report_url",
+        js.nullable(js.string("The failure report; null until terminal")),
+        lambda source: source.download("report"),
+    ),
+    ViewField(
+        "results_url",
+        js.nullable(js.string("The results file; null until terminal")),
+        lambda source: source.download("results"),
+    ),
+    ViewField("webhook_url", js.nullable(js.string(format="uri")), _row("webhook_url")),
+    ViewField("created_at", js.TIMESTAMP, _moment("created_at")),
+    ViewField("started_at", _TIME, _moment("started_at")),
+    ViewField("completed_at", _TIME, _moment("completed_at")),
+    ViewField("updated_at", js.TIMESTAMP, _moment("updated_at")),
+    ViewField(
+        "failure_reason",
+        js.string("Why the job failed or stopped early"),
+        lambda source: source.job.get("failure_reason"),
+        bool,
+    ),
+)
+"""The job object (design.md §3), field by field; ``failure_reason`` only when there is one."""
 
 
 def job_object(job: Mapping[str, Any], failures: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    terminal = is_terminal(job["status"])
-    url = job_url(job["job_id"])
-    body = {
-        "job_id": job["job_id"],
-        "entity": job["entity"],
-        "operation": job["operation"],
-        "source": job["source"],
-        "status": job["status"],
-        "total": job["total"],
-        "processed": job["processed"],
-        "successful": job["successful"],
-        "failed": job["failed"],
-        "skipped": job["skipped"],
-        "errors": [error_entry(f) for f in failures],
-        "report_url": f"{url}/report" if terminal else None,
-        "results_url": f"{url}/results" if terminal else None,
-        "webhook_url": job["webhook_url"],
-        "created_at": iso(job["created_at"]),
-        "started_at": iso(job["started_at"]),
-        "completed_at": iso(job["completed_at"]),
-        "updated_at": iso(job["updated_at"]),
-    }
-    if job.get("failure_reason"):
-        body["failure_reason"] = job["failure_reason"]
-    return body
+    return fill(JOB_FIELDS, JobSource(job, tuple(failures)))
+
+
+RESULT_FIELDS: tuple[ViewField[Mapping[str, Any]], ...] = (
+    ViewField("index", js.integer(minimum=0), lambda o: o["index"]),
+    ViewField("external_id", js.nullable(js.string()), lambda o: o["key"]),
+    ViewField("status", js.enum(RecordStatus), lambda o: o["status"]),
+    ViewField("id", js.nullable(js.UUID), lambda o: o["record_id"]),
+    ViewField("errorCode", js.nullable(_ERROR_CODE), lambda o: o["error_code"]),
+    ViewField("message", js.nullable(js.string()), lambda o: o["error_message"]),
+)
+"""One record's result in a sync answer's ``results``."""
 
 
 def record_results(outcomes: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {
-            "index": o["index"],
-            "external_id": o["key"],
-            "status": o["status"],
-            "id": o["record_id"],
-            "errorCode": o["error_code"],
-            "message": o["error_message"],
-        }
-        for o in outcomes
-    ]
+    return [fill(RESULT_FIELDS, outcome) for outcome in outcomes]
 
 
 EVENT_TYPES: Mapping[JobStatus, str] = {
@@ -93,13 +171,18 @@ EVENT_TYPES: Mapping[JobStatus, str] = {
 """The webhook ``type`` of each terminal status."""
 
 
+WEBHOOK_FIELDS: tuple[ViewField[Mapping[str, Any]], ...] = (
+    ViewField("type", js.enum(sorted(set(EVENT_TYPES.values()))), lambda b: b["type"]),
+    ViewField("timestamp", js.TIMESTAMP, lambda b: b["timestamp"]),
+    ViewField("data", js.ref("Job"), lambda b: b["data"]),
+)
+"""The webhook body: the event type, when the job finished, and the job object."""
+
+
 def webhook_body(event_type: str, timestamp: str, data: Mapping[str, Any]) -> str:
     """The exact JSON text sent (and signed) on every attempt of a delivery."""
-    return json.dumps(
-        {"type": event_type, "timestamp": timestamp, "data": data},
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    body = fill(WEBHOOK_FIELDS, {"type": event_type, "timestamp": timestamp, "data": data})
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 def encode_cursor(created_at: datetime, job_id: str) -> str:
@@ -112,24 +195,41 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     """The position a ``cursor`` names; raises ``ValueError`` (and kin) when it is malformed."""
     padded = cursor + "=" * (-len(cursor) % 4)
     created_at, job_id = json.loads(base64.urlsafe_b64decode(padded))
-    return datetime.fromisoformat(created_at), str(job_id)
+    return datetime.fromisoformat(created_at), str(uuid.UUID(job_id))
+
+
+class _Progress(NamedTuple):
+    job: Mapping[str, Any]
+    records_per_second: float
+    eta_seconds: float | None
+
+
+def _counted(name: str) -> Callable[[_Progress], Any]:
+    return lambda progress: progress.job[name]
+
+
+PROGRESS_FIELDS: tuple[ViewField[_Progress], ...] = (
+    ViewField("job_id", js.UUID, _counted("job_id")),
+    ViewField("status", js.enum(JobStatus), _counted("status")),
+    *(ViewField(name, js.COUNT, _counted(name)) for name in _COUNTS),
+    ViewField(
+        "records_per_second",
+        {"type": "number", "minimum": 0, "description": "Over the last seconds"},
+        lambda progress: round(progress.records_per_second, 1),
+    ),
+    ViewField(
+        "eta_seconds",
+        {"type": ["number", "null"], "description": "At that rate; null while it is unknown"},
+        lambda p: None if p.eta_seconds is None else round(p.eta_seconds, 1),
+    ),
+)
+"""A ``progress`` event of the live streams (``GET /jobs/{id}/events``, ``/jobs/events``)."""
 
 
 def progress_body(
     job: Mapping[str, Any], records_per_second: float, eta_seconds: float | None
 ) -> dict[str, Any]:
-    """A ``progress`` event of the live streams (``GET /jobs/{id}/events``, ``/jobs/events``)."""
-    return {
-        "job_id": job["job_id"],
-        "status": job["status"],
-        "total": job["total"],
-        "processed": job["processed"],
-        "successful": job["successful"],
-        "failed": job["failed"],
-        "skipped": job["skipped"],
-        "records_per_second": round(records_per_second, 1),
-        "eta_seconds": None if eta_seconds is None else round(eta_seconds, 1),
-    }
+    return fill(PROGRESS_FIELDS, _Progress(job, records_per_second, eta_seconds))
 
 
 def event_id(updated_at: datetime) -> int:

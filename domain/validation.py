@@ -71,7 +71,7 @@ def _check_record(
 ) -> None:
     for field in spec.fields:
         value = record.get(field.name)
-        if value is None or value == "":
+        if value is None or (value == "" and _empty_is_absent(field)):
             if field.required:
                 path = prefix + field.name
                 findings.add(ErrorCode.MissingRequiredField, path, f"is missing {path}")
@@ -81,6 +81,12 @@ def _check_record(
         for name in [name for name in record if name not in spec.field_names]:
             path = prefix + str(name)
             findings.add(ErrorCode.UnknownField, path, f"has an unknown field {path}")
+
+
+def _empty_is_absent(field: FieldSpec) -> bool:
+    """``""`` counts as not given for a text field, and as missing for a required one; for an
+    optional number, boolean or array it is a value of the wrong type."""
+    return field.required or field.value.kind is ValueKind.STRING
 
 
 def _check_value(spec: ValueSpec, value: Any, path: str, findings: _Findings) -> None:
@@ -206,7 +212,8 @@ def _record_passes(spec: ValueSpec) -> Check:
     lines = ["def passes(value):", "    if value.__class__ is not dict:", "        return False"]
     for position, field in enumerate(spec.fields):
         lines.append(f"    item = value.get({field.name!r})")
-        lines.append('    if item is None or item == "":')
+        empty = ' or item == ""' if _empty_is_absent(field) else ""
+        lines.append(f"    if item is None{empty}:")
         lines.append("        return False" if field.required else "        pass")
         lines.append("    else:")
         lines += _indented(_value_check_lines(field.value, f"_{position}", namespace), 2)

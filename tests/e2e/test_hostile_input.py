@@ -310,7 +310,7 @@ def test_unknown_paths_and_methods_answer_404_and_405_with_the_error_body(tenant
     anonymous = Api(service.base_url)
     for answer in (
         anonymous.get("/nope"),
-        anonymous.get("/docs"),
+        anonymous.get("/documentation"),  # /docs is the API docs page now
         tenant.api.post("/api/v1/jobs/x/cancel", {}),
         tenant.api.get("/api/v1/nope/deeper"),
     ):

@@ -1,5 +1,8 @@
 """Reading the gateway's Server-Sent Event streams in tests: each stream read by a thread
-(sseclient-py over urllib), every event kept with the moment it arrived."""
+(sseclient-py over urllib), every event kept with the moment it arrived. The stream's status,
+content type and headers, and every event's data, are held to the OpenAPI document
+(:mod:`tests.support.conformance`); a mismatch fails the test when it next looks at the
+stream."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from typing import Any
 
 import sseclient
 
+from tests.support.conformance import NotConforming, check_answer, check_event
 from tests.support.http import Api, poll
 
 
@@ -32,10 +36,12 @@ class EventStream:
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
         self._request = urllib.request.Request(api.base_url + path, headers=headers)
+        self._base_url, self._path = api.base_url, path
         self.events: list[Received] = []
         self.status = 0
         self.content_type = ""
         self._ended = threading.Event()
+        self._nonconforming: NotConforming | None = None
         self._response: Any = None
         self._thread = threading.Thread(target=self._read, daemon=True, name=f"sse {path}")
 
@@ -43,18 +49,28 @@ class EventStream:
         self._response = urllib.request.urlopen(self._request, timeout=60)
         self.status = self._response.status
         self.content_type = self._response.headers.get("Content-Type", "")
+        headers = dict(self._response.headers)
+        check_answer(self._base_url, "GET", self._path, self.status, headers, None)
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._response.close()
         self._thread.join(5)
+        self._conforming()
+
+    def _conforming(self) -> None:
+        if self._nonconforming is not None:
+            raise self._nonconforming
 
     def _read(self) -> None:
         try:
             for message in sseclient.SSEClient(self._response).events():
                 data = json.loads(message.data)
+                check_event(self._base_url, self._path, message.event, data)
                 self.events.append(Received(time.monotonic(), message.event, message.id, data))
+        except NotConforming as exc:
+            self._nonconforming = exc
         except (OSError, ValueError, AttributeError):
             pass  # closed by __exit__
         finally:
@@ -67,6 +83,7 @@ class EventStream:
 
     def wait_for(self, check: Callable[[Received], bool], timeout: float, what: str) -> Received:
         def found() -> Received | None:
+            self._conforming()
             return next((e for e in list(self.events) if check(e)), None)
 
         try:
@@ -77,6 +94,7 @@ class EventStream:
     def wait_ended(self, timeout: float) -> None:
         if not self._ended.wait(timeout):
             raise AssertionError(f"the stream did not end within {timeout} s: {self.events[-3:]}")
+        self._conforming()
 
     def of(self, event: str) -> list[Received]:
         return [e for e in list(self.events) if e.event == event]

@@ -1,4 +1,9 @@
-"""A small synchronous HTTP client for tests (stdlib only), and polling with a deadline."""
+"""A small synchronous HTTP client for tests (stdlib only), and polling with a deadline.
+
+Every answer :class:`Api` receives is held to the gateway's OpenAPI document
+(:mod:`tests.support.conformance`, whose docstring lists the clients that are exempt); pass
+``conform=False`` for the rare answer a test provokes on purpose outside the contract.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from tests.support.conformance import check_answer
 
 T = TypeVar("T")
 
@@ -37,6 +44,7 @@ class Api:
         data: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         timeout: float = 60,
+        conform: bool = True,
     ) -> Response:
         all_headers = dict(headers or {})
         if self.api_key and "Authorization" not in all_headers:
@@ -48,9 +56,14 @@ class Api:
         request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
-                return Response(answer.status, dict(answer.headers), answer.read())
+                response = Response(answer.status, dict(answer.headers), answer.read())
         except urllib.error.HTTPError as error:
-            return Response(error.code, dict(error.headers), error.read())
+            response = Response(error.code, dict(error.headers), error.read())
+        if conform:
+            check_answer(
+                self.base_url, method, url, response.status, response.headers, response.body
+            )
+        return response
 
     def get(self, path: str, **kwargs: Any) -> Response:
         return self.request("GET", path, **kwargs)

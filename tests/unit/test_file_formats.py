@@ -434,3 +434,16 @@ def test_import_request_collects_every_problem():
         ("InvalidFieldType", "exclusive"),
         ("InvalidFieldType", "field_mappings"),
     }
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe" + "name\x00,city\nAda,London\n".encode("utf-16-le"),
+        b'{"a\\u0000b": 1}\n',
+    ],
+)
+def test_a_header_holding_u0000_is_refused_at_upload(tmp_path: Path, data: bytes) -> None:
+    """Found by the fuzzer: the profile (stored as jsonb, which cannot hold U+0000) was a 500."""
+    with pytest.raises(FileRejected, match="U\\+0000"):
+        profile_file(write(tmp_path, data), CAPS)

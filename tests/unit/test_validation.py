@@ -427,3 +427,26 @@ def test_validation_does_not_modify_the_submitted_records() -> None:
     validate({"records": [record]})
     semantic(record)
     assert record == before
+
+
+@pytest.mark.parametrize(
+    ("definition", "record", "field"),
+    [
+        (PRODUCTS, product(active=""), "active"),
+        (PRODUCTS, product(tags=""), "tags"),
+        (CUSTOMERS, customer(addresses=""), "addresses"),
+        (CUSTOMERS, customer(importantDates=""), "importantDates"),
+    ],
+)
+def test_an_empty_string_for_an_optional_non_text_field_is_the_wrong_type(
+    definition: Any, record: dict[str, Any], field: str
+) -> None:
+    """It used to count as absent, and then reached the Avro encoder as it was: a product's
+    ``active: ""`` was stored as false, a customer's ``addresses: ""`` was a 500."""
+    error = only_error(record, definition)
+    assert (error.error_code, error.field) == (ErrorCode.InvalidFieldType, field)
+
+
+def test_an_empty_string_still_counts_as_not_given_for_an_optional_text() -> None:
+    assert basic_record_errors(CUSTOMERS, customer(email="", company=""), 0) == []
+    assert only_error(customer(firstName="")).error_code is ErrorCode.MissingRequiredField
