@@ -1,6 +1,6 @@
-"""``/docs`` in a real browser: Swagger UI renders every operation of the served document from
-the gateway's own assets, and a key typed into "Authorize" lists the tenant's jobs through
-"Try it out" — the jobs the database holds for that tenant."""
+"""``/docs`` in a real browser: Swagger UI renders every operation (and the webhook) of the
+served document from the gateway's own assets, and a key typed into "Authorize" lists the
+tenant's jobs through "Try it out" — the jobs the database holds for that tenant."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ def test_the_docs_page_renders_every_operation_and_tries_one_out(
     document = Api(service.base_url).get("/api/v1/openapi.json").json()
     operations = [
         (method, path)
-        for path, item in document["paths"].items()
+        for paths in (document["paths"], document["webhooks"])
+        for path, item in paths.items()
         for method in item
         if method in METHODS
     ]
@@ -43,7 +44,7 @@ def test_the_docs_page_renders_every_operation_and_tries_one_out(
     operation.locator(".opblock-summary").click()
     operation.locator("button.try-out__btn").click()
     operation.locator("button.execute").click()
-    answer = operation.locator(".live-responses-table")
+    answer = operation.locator(".live-responses-table tbody")
     expect(answer.locator(".response-col_status").first).to_have_text("200")
     shown = json.loads(answer.locator(".response-col_description pre").first.inner_text())
 
