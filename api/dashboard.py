@@ -18,6 +18,7 @@ from types import MappingProxyType
 from aiohttp import web
 
 from api.errors import problem
+from api.page_headers import content_security_policy, security_headers
 from domain.errors import ErrorCode
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -32,28 +33,9 @@ CONTENT_TYPES: Mapping[str, str] = MappingProxyType(
     }
 )
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
-
-SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
-    {
-        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        # Revalidated on every load (a 304 when unchanged): a new release is never half-cached.
-        "Cache-Control": "no-cache",
-    }
-)
+CONTENT_SECURITY_POLICY = content_security_policy()
+# Revalidated on every load (a 304 when unchanged): a new release is never half-cached.
+SECURITY_HEADERS = security_headers(CONTENT_SECURITY_POLICY, cache_control="no-cache")
 
 
 @dataclass(frozen=True)

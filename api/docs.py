@@ -20,6 +20,7 @@ from types import MappingProxyType
 from aiohttp import web
 
 from api.errors import problem
+from api.page_headers import content_security_policy, security_headers
 from api.services import SERVICES
 from bulk_ingest.settings import Settings
 from domain.errors import ErrorCode
@@ -34,26 +35,9 @@ OPENAPI = web.AppKey("openapi", bytes)
 SCRIPT_NAME = "docs.js"
 """The page's own script (Swagger UI started on this document), served beside the others."""
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    (
-        "default-src 'none'",
-        "script-src 'self'",
-        # Swagger UI (React) sets style attributes.
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    )
-)
-SECURITY_HEADERS: Mapping[str, str] = MappingProxyType(
-    {
-        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-    }
-)
+# Swagger UI (React) sets style attributes.
+CONTENT_SECURITY_POLICY = content_security_policy(inline_styles=True)
+SECURITY_HEADERS = security_headers(CONTENT_SECURITY_POLICY)
 
 PAGE = f"""<!doctype html>
 <html lang="en">

@@ -9,8 +9,10 @@ from domain.errors import ErrorCode
 from domain.job_view import API_PREFIX, MAX_PAGE, RESULT_FORMATS
 from domain.jobs import JobStatus
 from domain.openapi_parts import (
+    BAD_PARAMETER,
     JOB_ID,
     NOT_FOUND,
+    NOT_READY,
     TEXT,
     UNAVAILABLE,
     accepted,
@@ -22,19 +24,6 @@ from domain.openapi_parts import (
     query,
     stream,
 )
-
-NOT_READY = {
-    "409": problem(
-        "The job is not terminal yet",
-        (
-            "not_ready",
-            ErrorCode.ReportNotReady,
-            "Job 7c0… is STARTED; its report and results are available once it reaches "
-            "a terminal status",
-        ),
-    )
-}
-BAD_PARAMETER = ("invalid", ErrorCode.InvalidParameter, "A query parameter is malformed")
 
 
 def job_paths() -> dict[str, Any]:

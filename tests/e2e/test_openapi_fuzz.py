@@ -51,7 +51,7 @@ EXCLUDED: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/jobs/{job_id}/events"): "an event stream (ends only with its job)",
     ("GET", "/metrics"): "Prometheus text for scrapers, no input to fuzz",
     ("GET", "/docs"): "a static web page, no input to fuzz",
-    ("GET", "/docs/assets/{name}"): "the page's static files (tests/e2e/test_openapi.py)",
+    ("GET", "/docs/assets/{name}"): "the page's static files (tests/e2e/test_openapi_served.py)",
     ("GET", "/"): "the dashboard's static page, no input to fuzz",
     ("GET", "/assets/{name}"): "the dashboard's static files",
 }
