@@ -1,8 +1,15 @@
-"""Avro single-object encoding with writer-schema resolution by fingerprint.
+"""Avro payloads in two framings, with writer-schema resolution.
 
-Every Kafka payload is ``C3 01`` + the 8-byte little-endian CRC-64-AVRO (Rabin) fingerprint of the
-writer schema's Parsing Canonical Form + the Avro binary body. A reader looks the fingerprint up
-among every known version of the topic's schema and resolves the writer schema against its own
+- **Single-object encoding** (ours, always understood): ``C3 01`` + the 8-byte little-endian
+  CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing Canonical Form + the Avro
+  binary body. The fingerprint is looked up among every known version of the topic's schema.
+- **Confluent wire format** (when a Schema Registry is configured): ``00`` + the writer
+  schema's registry id as a 4-byte big-endian integer + the body. The codec knows the ids it
+  was taught (:meth:`AvroCodec.learn`); fetching an unknown id from the registry is the
+  adapter's job (:mod:`bulk_ingest.schema_registry`), so this module stays free of I/O. A
+  codec never taught an id (no registry configured) reads single-object encoding only.
+
+The first byte tells the two apart. A reader resolves the writer schema against its own
 (newest) schema, so producers and consumers can evolve independently.
 
 Schemas live under ``schemas/``: ``topics/<topic>/v<N>.avsc`` (every version ever published) with
@@ -17,6 +24,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +35,27 @@ from domain.avro_compiled import Unsupported, compile_codec
 
 MAGIC = b"\xc3\x01"
 HEADER_SIZE = len(MAGIC) + 8
+CONFLUENT_MAGIC = 0
+CONFLUENT_HEADER_SIZE = 5
+"""``00`` and a 4-byte big-endian schema id."""
+
+
+class Framing(StrEnum):
+    """How payloads a codec writes are framed (``BULK_INGEST_EVENT_FRAMING``)."""
+
+    SINGLE_OBJECT = "single-object"
+    CONFLUENT = "confluent"
+
+
+def confluent_schema_id(payload: bytes) -> int | None:
+    """The registry id of a Confluent-framed payload; None for any other payload."""
+    if len(payload) < CONFLUENT_HEADER_SIZE or payload[0] != CONFLUENT_MAGIC:
+        return None
+    return int.from_bytes(payload[1:CONFLUENT_HEADER_SIZE], "big")
+
+
+def confluent_header(schema_id: int) -> bytes:
+    return bytes([CONFLUENT_MAGIC]) + schema_id.to_bytes(4, "big")
 
 
 def schema_fingerprint(parsed: Any) -> bytes:
@@ -42,6 +71,17 @@ class UndecodableMessage(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class UnknownSchemaId(UndecodableMessage):
+    """A Confluent-framed payload whose schema id the codec was not taught (and, once the
+    adapter has asked the registry, that the registry does not have either)."""
+
+    def __init__(self, name: str, schema_id: int) -> None:
+        super().__init__(
+            "unknown-schema-id", f"{name}: no known schema has registry id {schema_id}"
+        )
+        self.schema_id = schema_id
 
 
 @dataclass(frozen=True)
@@ -63,11 +103,31 @@ class AvroCodec:
             framed = schema_fingerprint(parsed)
             self._by_fingerprint[framed] = WriterSchema(version, parsed, framed)
         self.latest = max(self._by_fingerprint.values(), key=lambda w: w.version)
+        self._by_id: dict[int, WriterSchema] = {}
         self._header = MAGIC + self.latest.fingerprint
+        self.framing = Framing.SINGLE_OBJECT
         try:
             self._compiled_encode, self._compiled_decode = compile_codec(self.latest.parsed)
         except Unsupported:  # a type the compiler does not know (bytes, fixed, float): fastavro
             self._compiled_encode, self._compiled_decode = _refuse_encode, _refuse_decode
+
+    def learn(self, schema_id: int, parsed: Any) -> None:
+        """Teach the codec a registry id and the (parsed) schema it names. A schema equal to
+        one of the topic's own versions (same Parsing Canonical Form) is that version."""
+        framed = schema_fingerprint(parsed)
+        own = self._by_fingerprint.get(framed)
+        self._by_id[schema_id] = own or WriterSchema(0, parsed, framed)
+
+    def knows(self, schema_id: int) -> bool:
+        return schema_id in self._by_id
+
+    def frame_with_registry_id(self, schema_id: int) -> None:
+        """Write from now on in the Confluent wire format, with ``schema_id`` — the registry's
+        id of the newest version (which :meth:`learn` must have been taught)."""
+        if self._by_id.get(schema_id) is not self.latest:
+            raise ValueError(f"{self.name}: registry id {schema_id} is not the newest version")
+        self._header = confluent_header(schema_id)
+        self.framing = Framing.CONFLUENT
 
     def encode(self, datum: Mapping[str, Any]) -> bytes:
         """The framed payload; compiled code writes it unless fastavro must decide
@@ -86,20 +146,22 @@ class AvroCodec:
         return buffer.getvalue()
 
     def decode(self, payload: bytes) -> dict[str, Any]:
-        writer = self.writer_of(payload)
+        writer, body_at = self._writer_and_body(payload)
         if writer is self.latest:
             try:
-                datum, _ = self._compiled_decode(bytes(payload), HEADER_SIZE)
+                datum, _ = self._compiled_decode(bytes(payload), body_at)
                 return cast(dict[str, Any], datum)
             except Exception:  # corrupt, or unusual: fastavro decodes or refuses
                 pass
-        return self._fastavro_decode(payload, writer)
+        return self._fastavro_decode(payload, writer, body_at)
 
-    def _fastavro_decode(self, payload: bytes, writer: WriterSchema) -> dict[str, Any]:
+    def _fastavro_decode(
+        self, payload: bytes, writer: WriterSchema, body_at: int
+    ) -> dict[str, Any]:
         try:
-            body = io.BytesIO(memoryview(payload)[HEADER_SIZE:])
-            # Resolution only when the writer is older: resolving a schema against itself is
-            # pure overhead on the hot path.
+            body = io.BytesIO(memoryview(payload)[body_at:])
+            # Resolution only when the writer is another schema: resolving a schema against
+            # itself is pure overhead on the hot path.
             reader = None if writer is self.latest else self.latest.parsed
             datum = schemaless_reader(body, writer.parsed, reader)
         except Exception as exc:  # fastavro raises many kinds for corrupt bodies
@@ -107,7 +169,23 @@ class AvroCodec:
         return cast(dict[str, Any], datum)
 
     def writer_of(self, payload: bytes) -> WriterSchema:
+        return self._writer_and_body(payload)[0]
+
+    def _writer_and_body(self, payload: bytes) -> tuple[WriterSchema, int]:
+        """The writer schema of ``payload`` and where its Avro body starts."""
+        schema_id = confluent_schema_id(payload) if self._by_id else None
+        if schema_id is not None:
+            by_id = self._by_id.get(schema_id)
+            if by_id is None:
+                raise UnknownSchemaId(self.name, schema_id)
+            return by_id, CONFLUENT_HEADER_SIZE
         if len(payload) < HEADER_SIZE or payload[:2] != MAGIC:
+            if self._by_id:
+                raise UndecodableMessage(
+                    "unknown-framing",
+                    f"{self.name}: payload starts with neither C3 01 and a fingerprint "
+                    "(single-object encoding) nor 00 and a schema id (Confluent wire format)",
+                )
             raise UndecodableMessage(
                 "not-single-object-encoded",
                 f"{self.name}: payload does not start with C3 01 and a fingerprint",
@@ -119,7 +197,7 @@ class AvroCodec:
                 "unknown-schema",
                 f"{self.name}: no known schema has fingerprint {fingerprint.hex()}",
             )
-        return writer
+        return writer, HEADER_SIZE
 
 
 def _refuse_encode(datum: Any, out: bytearray) -> None:
