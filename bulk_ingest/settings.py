@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from domain.codec import Framing
+
 PREFIX = "BULK_INGEST_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,6 +64,13 @@ class Settings:
     topic_progress: str = "bulk.progress"
     topic_imports: str = "bulk.imports"
     partitions: int = 4
+    schema_registry_url: str = ""
+    """A Confluent-compatible Schema Registry (unset: none; single-object encoding only)."""
+    event_framing: str = "single-object"
+    """How outcome and job events are framed: ``single-object`` or ``confluent`` (needs the
+    registry)."""
+    schema_registry_port: int = 8081
+    """Where ``bulk-ingest stack up --registry`` starts the local registry (loopback)."""
     # --- postgres ---
     database_url: str = "postgresql+psycopg://bulk_ingest:bulk_ingest@127.0.0.1:5432/bulk_ingest"
     # --- workers ---
@@ -184,6 +193,14 @@ def _check(settings: Settings) -> None:
         raise SettingsError(
             f"{PREFIX}INCOMPLETE_JOB_SECONDS must exceed {PREFIX}KAFKA_DELIVERY_TIMEOUT_SECONDS: "
             "a job still being published is not incomplete"
+        )
+    framings = [framing.value for framing in Framing]
+    if settings.event_framing not in framings:
+        raise SettingsError(f"{PREFIX}EVENT_FRAMING must be one of {', '.join(framings)}")
+    if settings.event_framing == Framing.CONFLUENT and not settings.schema_registry_url:
+        raise SettingsError(
+            f"{PREFIX}EVENT_FRAMING=confluent needs {PREFIX}SCHEMA_REGISTRY_URL: the schema ids "
+            "come from the registry"
         )
     if settings.max_job_records < settings.max_async_records:
         raise SettingsError(f"{PREFIX}MAX_JOB_RECORDS must be at least {PREFIX}MAX_ASYNC_RECORDS")

@@ -8,13 +8,14 @@ or names a topic. The message classes are :mod:`domain.messages`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, Protocol, Self, TypeVar
 
 from bulk_ingest.kafka import OutgoingMessage
+from bulk_ingest.schema_registry import NoRegistry, SchemaRegistry, WriterSchemas
 from bulk_ingest.settings import Settings, TopicNames
-from domain.codec import AvroCodec, load_codec
+from domain.codec import AvroCodec, Framing, load_codec
 from domain.entities import default_schemas_dir
 from domain.messages import (
     BulkRequestChunk,
@@ -97,13 +98,36 @@ class Topics:
     progress: Topic[JobProgressed]
     imports: Topic[ImportRequested]
     dlq: str  # dead letters keep the failed message's bytes and say why in headers
+    writer_schemas: WriterSchemas = field(default_factory=NoRegistry)
+    """Where a stage learns the writer schemas of Confluent-framed payloads (a registry)."""
 
     @classmethod
     def load(cls, settings: Settings) -> Topics:
-        return cls.bind(settings.topics, Codecs.load(default_schemas_dir()))
+        """The topics with their codecs; with a Schema Registry configured, every schema is
+        registered and every codec taught its ids first (:mod:`bulk_ingest.schema_registry`)."""
+        codecs = Codecs.load(default_schemas_dir())
+        if not settings.schema_registry_url:
+            return cls.bind(settings.topics, codecs)
+        registry = SchemaRegistry(settings.schema_registry_url)
+        names = settings.topics
+        registry.register(
+            [
+                (names.requests, codecs.requests),
+                (names.records, codecs.records),
+                (names.outcomes, codecs.outcomes),
+                (names.jobs, codecs.jobs),
+                (names.progress, codecs.progress),
+                (names.imports, codecs.imports),
+            ],
+            framed=(names.outcomes, names.jobs),
+            framing=Framing(settings.event_framing),
+        )
+        return cls.bind(names, codecs, registry)
 
     @classmethod
-    def bind(cls, names: TopicNames, codecs: Codecs) -> Topics:
+    def bind(
+        cls, names: TopicNames, codecs: Codecs, writer_schemas: WriterSchemas | None = None
+    ) -> Topics:
         return cls(
             requests=Topic(names.requests, codecs.requests, BulkRequestChunk),
             records=Topic(names.records, codecs.records, RecordBatch),
@@ -112,4 +136,5 @@ class Topics:
             progress=Topic(names.progress, codecs.progress, JobProgressed),
             imports=Topic(names.imports, codecs.imports, ImportRequested),
             dlq=names.dlq,
+            writer_schemas=writer_schemas or NoRegistry(),
         )

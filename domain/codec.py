@@ -94,10 +94,15 @@ class WriterSchema:
 class AvroCodec:
     """Encodes with the newest schema version and decodes any known version of one topic."""
 
-    def __init__(self, name: str, versions: Mapping[int, Any]) -> None:
+    def __init__(
+        self, name: str, versions: Mapping[int, Any], sources: Mapping[int, str] | None = None
+    ) -> None:
+        """``versions``: parsed schemas by version; ``sources``: their JSON text standing alone
+        (what :meth:`own_versions` hands a registry)."""
         if not versions:
             raise ValueError(f"schema family {name} has no versions")
         self.name = name
+        self._sources = dict(sources or {})
         self._by_fingerprint: dict[bytes, WriterSchema] = {}
         for version, parsed in sorted(versions.items()):
             framed = schema_fingerprint(parsed)
@@ -110,6 +115,11 @@ class AvroCodec:
             self._compiled_encode, self._compiled_decode = compile_codec(self.latest.parsed)
         except Unsupported:  # a type the compiler does not know (bytes, fixed, float): fastavro
             self._compiled_encode, self._compiled_decode = _refuse_encode, _refuse_decode
+
+    def own_versions(self) -> list[tuple[WriterSchema, str]]:
+        """Every version this codec was loaded with, oldest first, with its JSON text."""
+        writers = sorted(self._by_fingerprint.values(), key=lambda w: w.version)
+        return [(writer, self._sources[writer.version]) for writer in writers]
 
     def learn(self, schema_id: int, parsed: Any) -> None:
         """Teach the codec a registry id and the (parsed) schema it names. A schema equal to
@@ -234,21 +244,30 @@ def _inline(node: Any, named: Mapping[str, Any], seen: set[str]) -> Any:
     return node
 
 
+def inline_topic_schema(raw: Any, named: Mapping[str, Any]) -> Any:
+    """The topic schema standing alone: the entity types it names written out in it (what a
+    Schema Registry is given)."""
+    return _inline(raw, named, set())
+
+
 def parse_topic_schema(raw: Any, named: Mapping[str, Any]) -> Any:
     # The default write hint marks the schema as parsed: without it fastavro re-parses the
     # schema on every write, which more than doubles the cost of encoding a message.
-    return parse_schema(_inline(raw, named, set()))
+    return parse_schema(inline_topic_schema(raw, named))
 
 
 def load_codec(schemas_dir: Path, topic_key: str) -> AvroCodec:
     """All versions of ``schemas/topics/<topic_key>/v*.avsc`` as one codec."""
     named = load_named_types(schemas_dir / "entities")
     versions: dict[int, Any] = {}
+    sources: dict[int, str] = {}
     for path in sorted((schemas_dir / "topics" / topic_key).glob("v*.avsc")):
         match = _VERSION_FILE.match(path.name)
         if match:
-            versions[int(match.group(1))] = parse_topic_schema(json.loads(path.read_text()), named)
-    return AvroCodec(topic_key, versions)
+            inlined = inline_topic_schema(json.loads(path.read_text()), named)
+            versions[int(match.group(1))] = parse_schema(inlined)
+            sources[int(match.group(1))] = json.dumps(inlined)
+    return AvroCodec(topic_key, versions, sources)
 
 
 def topic_keys(schemas_dir: Path) -> Iterable[str]:

@@ -136,6 +136,7 @@ def validate_stage(settings: Settings, services: Services) -> ValidateStage:
         connection,
         ReferenceTypes(connection),
         services.unprocessed,
+        services.topics.writer_schemas,
     )
 
 

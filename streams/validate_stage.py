@@ -1,8 +1,9 @@
 """The validate stage: ``bulk.requests`` chunk → ``RecordBatch`` messages on ``bulk.records``.
 
-Steps, per chunk: decode → check the envelope (:func:`domain.chunks.parse_chunk`) → admit it
-against its job row and earlier chunks (:func:`storage.chunks.admit_chunk`) → validate and route
-every record (:func:`streams.validate.route_chunk`) → produce. A chunk that cannot be used is
+Steps, per batch: learn the writer schemas of Confluent-framed chunks the codec does not know
+(from the registry, when one is configured). Then per chunk: decode → check the envelope
+(:func:`domain.chunks.parse_chunk`) → admit it against its job row and earlier chunks
+(:func:`storage.chunks.admit_chunk`) → validate and route every record (:func:`streams.validate.route_chunk`) → produce. A chunk that cannot be used is
 dead-lettered with its reason; when it still names a live job that agrees with it, the records
 it carried fail as ``RecordNotProcessed`` so the job can end.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer, OutgoingMessage
+from bulk_ingest.schema_registry import WriterSchemas
 from bulk_ingest.topics import Topic
 from domain.chunks import InvalidChunk, RequestChunk, job_mismatch, parse_chunk
 from domain.codec import UndecodableMessage
@@ -78,8 +80,10 @@ class ValidateStage:
         connection: StageConnection,
         references: ReferenceTypes,
         unprocessed: UnprocessedRecords,
+        writer_schemas: WriterSchemas,
     ) -> None:
         self._config = config
+        self._writer_schemas = writer_schemas
         self._registry = registry
         self._requests = requests
         self._records = records
@@ -93,6 +97,9 @@ class ValidateStage:
         """Validate the chunks in order, then produce all their batches and await the broker
         once: the acknowledgements of several chunks overlap instead of queueing."""
         started = time.perf_counter()
+        await self._writer_schemas.learn_writers(
+            self._requests.codec, [delivery.value for delivery in deliveries]
+        )
         messages: list[OutgoingMessage] = []
         for delivery in deliveries:
             messages.extend(await self._validate(delivery))
