@@ -3,9 +3,10 @@
 Steps, per batch: learn the writer schemas of Confluent-framed chunks the codec does not know
 (from the registry, when one is configured). Then per chunk: decode → check the envelope
 (:func:`domain.chunks.parse_chunk`) → admit it against its job row and earlier chunks
-(:func:`storage.chunks.admit_chunk`) → validate and route every record (:func:`streams.validate.route_chunk`) → produce. A chunk that cannot be used is
-dead-lettered with its reason; when it still names a live job that agrees with it, the records
-it carried fail as ``RecordNotProcessed`` so the job can end.
+(:func:`storage.chunks.admit_chunk`) → validate and route every record
+(:func:`streams.validate.route_chunk`) → produce. A chunk that cannot be used is dead-lettered
+with its reason; when it still names a live job that agrees with it, the records it carried
+fail as ``RecordNotProcessed`` so the job can end.
 """
 
 from __future__ import annotations
