@@ -13,19 +13,22 @@ from bulk_ingest.runtime import tune_garbage_collector
 from bulk_ingest.settings import Settings, load_settings
 
 
-def _stack(settings: Settings, action: str) -> int:
+def _stack(settings: Settings, action: str, with_registry: bool) -> int:
     from bulk_ingest.processes import stack_config
-    from stack import stack_down, stack_status, stack_up
+    from stack import registry_url, stack_down, stack_status, stack_up
 
     config = stack_config(settings)
     if action == "up":
-        stack_up(config)
+        stack_up(config, with_registry=with_registry)
         prepare_backends(settings)
+        if with_registry:
+            print(f"schema registry: BULK_INGEST_SCHEMA_REGISTRY_URL={registry_url(config)}")
     elif action == "down":
         stack_down(config)
     else:
         status = stack_status(config)
-        for service in (status.kafka, status.postgres):
+        services = (status.kafka, status.postgres, *([status.registry] if status.registry else []))
+        for service in services:
             state = "running" if service.running else "stopped"
             where = f"{service.address:22} pid={service.pid}"
             print(f"{service.name:9} {state:8} {where} {service.detail}")
@@ -57,13 +60,16 @@ def _tenants_create(settings: Settings, name: str) -> int:
     return 0
 
 
-def _up(settings: Settings, workers: int) -> int:
-    """Everything, in the foreground: stack, migrations, topics, gateway, workers, consumers."""
+def _up(settings: Settings, workers: int, with_registry: bool) -> int:
+    """Everything, in the foreground: stack, migrations, topics, gateway, workers, consumers
+    (and the schema registry, which the processes then use, with ``with_registry``)."""
     from bulk_ingest.processes import Supervisor, spawn, stack_config
-    from stack import stack_up
+    from stack import registry_url, stack_up
 
     settings = settings.with_overrides(webhook_allow_loopback=True)
-    stack_up(stack_config(settings))
+    stack_up(stack_config(settings), with_registry=with_registry)
+    if with_registry and not settings.schema_registry_url:
+        settings = settings.with_overrides(schema_registry_url=registry_url(stack_config(settings)))
     prepare_backends(settings)
     print(
         "webhooks: loopback targets are ALLOWED in this local stack "
@@ -118,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start everything locally, in the foreground")
     up.add_argument("--workers", type=int, default=2)
+    up.add_argument("--registry", action="store_true", help="with a local schema registry")
     stack = commands.add_parser("stack", help="the local Kafka + PostgreSQL")
     stack.add_argument("action", choices=["up", "down", "status"])
+    stack.add_argument("--registry", action="store_true", help="up: the schema registry too")
     db = commands.add_parser("db", help="database administration")
     db.add_argument("action", choices=["migrate"])
     tenants = commands.add_parser("tenants", help="tenant administration")
@@ -156,9 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_jobs(args)
     settings = load_settings()
     if args.command == "up":
-        return _up(settings, args.workers)
+        return _up(settings, args.workers, args.registry)
     if args.command == "stack":
-        return _stack(settings, args.action)
+        return _stack(settings, args.action, args.registry)
     if args.command == "db":
         from storage.db import migrate
 

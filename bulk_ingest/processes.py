@@ -37,6 +37,7 @@ def stack_config(settings: Settings) -> StackConfig:
         pg_user=url.username or "bulk_ingest",
         pg_password=url.password or "bulk_ingest",
         pg_database=url.database or "bulk_ingest",
+        registry_port=settings.schema_registry_port,
     )
 
 

@@ -25,8 +25,11 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Protocol
 
-import httpx
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient, SchemaRegistryError
+
+# The HTTP library the client itself uses (httpx2 where installed, else httpx): its transport
+# errors (refused, reset, timed out) are what "the registry cannot be reached" looks like.
+from confluent_kafka.schema_registry.common._httpx_compat import httpx
 from confluent_kafka.schema_registry.schema_registry_client import (
     ConfigCompatibilityLevel,
     ServerConfig,

@@ -103,26 +103,7 @@ class Topics:
 
     @classmethod
     def load(cls, settings: Settings) -> Topics:
-        """The topics with their codecs; with a Schema Registry configured, every schema is
-        registered and every codec taught its ids first (:mod:`bulk_ingest.schema_registry`)."""
-        codecs = Codecs.load(default_schemas_dir())
-        if not settings.schema_registry_url:
-            return cls.bind(settings.topics, codecs)
-        registry = SchemaRegistry(settings.schema_registry_url)
-        names = settings.topics
-        registry.register(
-            [
-                (names.requests, codecs.requests),
-                (names.records, codecs.records),
-                (names.outcomes, codecs.outcomes),
-                (names.jobs, codecs.jobs),
-                (names.progress, codecs.progress),
-                (names.imports, codecs.imports),
-            ],
-            framed=(names.outcomes, names.jobs),
-            framing=Framing(settings.event_framing),
-        )
-        return cls.bind(names, codecs, registry)
+        return cls.bind(settings.topics, *load_codecs(settings))
 
     @classmethod
     def bind(
@@ -138,3 +119,27 @@ class Topics:
             dlq=names.dlq,
             writer_schemas=writer_schemas or NoRegistry(),
         )
+
+
+def load_codecs(settings: Settings) -> tuple[Codecs, WriterSchemas]:
+    """Every topic's codec; with a Schema Registry configured, every schema registered and every
+    codec taught its ids first (:mod:`bulk_ingest.schema_registry`), and the registry returned
+    for the writer schemas still to learn."""
+    codecs = Codecs.load(default_schemas_dir())
+    if not settings.schema_registry_url:
+        return codecs, NoRegistry()
+    registry = SchemaRegistry(settings.schema_registry_url)
+    names = settings.topics
+    registry.register(
+        [
+            (names.requests, codecs.requests),
+            (names.records, codecs.records),
+            (names.outcomes, codecs.outcomes),
+            (names.jobs, codecs.jobs),
+            (names.progress, codecs.progress),
+            (names.imports, codecs.imports),
+        ],
+        framed=(names.outcomes, names.jobs),
+        framing=Framing(settings.event_framing),
+    )
+    return codecs, registry

@@ -1,4 +1,5 @@
-"""Local stack: a real Kafka broker (Maven Central jars, ``java -cp``) and PostgreSQL on loopback.
+"""Local stack: a real Kafka broker (Maven Central jars, ``java -cp``) and PostgreSQL on loopback,
+and on request a Confluent-compatible Schema Registry (Apicurio, built from Maven Central).
 
 Used by ``bulk-ingest stack up|down|status``, the run command and the test fixtures. ``up`` is
 idempotent and fast when everything already runs; ``down`` stops only what ``up`` started.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from stack import kafka, postgres
+from stack import kafka, postgres, registry
 from stack.config import ServiceStatus, StackConfig, StackError, StackStatus
 from stack.process import exclusive_lock
 
@@ -20,6 +21,7 @@ __all__ = [
     "StackStatus",
     "kafka_died_unexpectedly",
     "kafka_pid",
+    "registry_url",
     "restart_kafka",
     "restart_postgres",
     "stack_down",
@@ -43,8 +45,9 @@ def _one_at_a_time(config: StackConfig) -> Iterator[None]:
         yield
 
 
-def stack_up(config: StackConfig, *, log: Log = print) -> StackStatus:
-    """Bring Kafka and PostgreSQL up (or find them up) and wait until both are ready.
+def stack_up(config: StackConfig, *, with_registry: bool = False, log: Log = print) -> StackStatus:
+    """Bring Kafka and PostgreSQL up (or find them up) and wait until both are ready; with
+    ``with_registry`` the schema registry too (built the first time).
 
     The broker's JVM boots while PostgreSQL is being prepared, which saves a few seconds.
     """
@@ -52,12 +55,20 @@ def stack_up(config: StackConfig, *, log: Log = print) -> StackStatus:
         launched = kafka.launch(config, log)
         postgres_status = postgres.start(config, log)
         kafka_status = kafka.wait_ready(config, launched, log)
-    return StackStatus(kafka=kafka_status, postgres=postgres_status)
+        registry_status = registry.start(config, log) if with_registry else None
+    return StackStatus(kafka=kafka_status, postgres=postgres_status, registry=registry_status)
+
+
+def registry_url(config: StackConfig) -> str:
+    """The Confluent API of the stack's registry (``BULK_INGEST_SCHEMA_REGISTRY_URL``)."""
+    return registry.registry_url(config)
 
 
 def stack_down(config: StackConfig, *, log: Log = print) -> None:
-    """Stop the broker this stack started, and PostgreSQL only if this stack started it."""
+    """Stop the broker and the registry this stack started, and PostgreSQL only if this stack
+    started it."""
     with _one_at_a_time(config):
+        registry.stop(config, log)
         if not kafka.stop(config, log):
             log("kafka: not running (nothing started by this stack)")
         if not postgres.stop(config, log):
@@ -72,7 +83,12 @@ def _postgres_left_alone(config: StackConfig) -> str:
 
 def stack_status(config: StackConfig) -> StackStatus:
     """What runs right now; starts, installs and downloads nothing."""
-    return StackStatus(kafka=kafka.status(config), postgres=postgres.status(config))
+    running = registry.status(config)
+    return StackStatus(
+        kafka=kafka.status(config),
+        postgres=postgres.status(config),
+        registry=running if running.running else None,
+    )
 
 
 def restart_kafka(config: StackConfig, *, hard: bool = False, log: Log = _silent) -> None:

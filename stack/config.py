@@ -31,6 +31,9 @@ class StackConfig:
     pg_user: str = "bulk_ingest"
     pg_password: str = "bulk_ingest"
     pg_database: str = "bulk_ingest"
+    registry_version: str = "2.4.2.Final"
+    registry_host: str = "127.0.0.1"
+    registry_port: int = 8081
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -47,6 +50,10 @@ class StackConfig:
     @property
     def kafka_libs_dir(self) -> Path:
         return self.cache_dir / f"kafka-{self.kafka_version}" / "libs"
+
+    @property
+    def registry_build_dir(self) -> Path:
+        return self.cache_dir / f"apicurio-registry-{self.registry_version}"
 
     @property
     def pg_address(self) -> str:
@@ -69,7 +76,10 @@ class ServiceStatus:
 class StackStatus:
     kafka: ServiceStatus
     postgres: ServiceStatus
+    registry: ServiceStatus | None = None
+    """Only when asked for (``stack up --registry``) or running."""
 
     @property
     def all_running(self) -> bool:
-        return self.kafka.running and self.postgres.running
+        registry_running = self.registry is None or self.registry.running
+        return self.kafka.running and self.postgres.running and registry_running

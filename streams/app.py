@@ -31,7 +31,7 @@ from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import MAX_MESSAGE_BYTES, AsyncProducer, BatchProducer
 from bulk_ingest.settings import Settings
 from bulk_ingest.stage_runner import RetryPolicy, Stage, StageRunner
-from bulk_ingest.topics import Codecs, Topics
+from bulk_ingest.topics import Topics, load_codecs
 from domain.entities import EntityRegistry, default_schemas_dir
 from storage.connection import StageConnection
 from storage.entity_rows import EntityTableMap
@@ -92,8 +92,8 @@ class Services:
 
 def build_services(settings: Settings) -> Services:
     registry = EntityRegistry.load(default_schemas_dir())
-    codecs = Codecs.load(default_schemas_dir())
-    topics = Topics.bind(settings.topics, codecs)
+    codecs, writer_schemas = load_codecs(settings)
+    topics = Topics.bind(settings.topics, codecs, writer_schemas)
     producer = AsyncProducer(
         settings.kafka_bootstrap,
         client_id=f"bulk-ingest-{settings.worker_id}",

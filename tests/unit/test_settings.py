@@ -52,8 +52,20 @@ def test_settings_are_frozen():
         {"BULK_INGEST_HTTP_PORT": "eighty"},
         {"BULK_INGEST_WEBHOOK_ALLOW_LOOPBACK": "maybe"},
         {"BULK_INGEST_PARTITIONS": "0"},
+        {"BULK_INGEST_EVENT_FRAMING": "protobuf"},
+        {"BULK_INGEST_EVENT_FRAMING": "confluent"},  # without a registry to take ids from
     ],
 )
 def test_bad_values_name_the_variable(env):
     with pytest.raises(SettingsError, match=next(iter(env))):
         load_settings(env)
+
+
+def test_confluent_framing_with_a_registry_is_accepted():
+    settings = load_settings(
+        {
+            "BULK_INGEST_EVENT_FRAMING": "confluent",
+            "BULK_INGEST_SCHEMA_REGISTRY_URL": "http://127.0.0.1:8081/apis/ccompat/v7",
+        }
+    )
+    assert settings.event_framing == "confluent"
