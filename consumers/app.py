@@ -67,7 +67,7 @@ async def serve(settings: Settings) -> None:
     dead_letters = DeadLetterQueue(producer, topics.dlq)
     failures = MessageFailureLog(settings.libpq_url, group_id)
     runner = StageRunner(
-        CompletionStage(topics.jobs, completion.on_terminal, dead_letters),
+        CompletionStage(topics.jobs, completion.on_terminal, dead_letters, topics.writer_schemas),
         dead_letters,
         failures,
         RetryPolicy(poison_attempts=settings.poison_attempts),

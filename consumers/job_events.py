@@ -23,6 +23,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
+from bulk_ingest.schema_registry import WriterSchemas
 from bulk_ingest.stage_runner import StageRunner, Stopped
 from bulk_ingest.topics import Topic
 from domain.codec import UndecodableMessage
@@ -59,12 +60,18 @@ class CompletionStage:
         jobs: Topic[JobEvent],
         on_terminal: Callable[[str], Awaitable[None]],
         dead_letters: DeadLetterQueue,
+        writer_schemas: WriterSchemas,
     ) -> None:
         self._jobs = jobs
         self._on_terminal = on_terminal
         self._dead_letters = dead_letters
+        self._writer_schemas = writer_schemas
 
     async def handle(self, deliveries: Sequence[Delivery]) -> None:
+        # Events a newer process framed with a schema id this one has not seen (a registry).
+        await self._writer_schemas.learn_writers(
+            self._jobs.codec, [delivery.value for delivery in deliveries]
+        )
         for delivery in deliveries:
             try:
                 event = self._jobs.decode(delivery.value)

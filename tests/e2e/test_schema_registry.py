@@ -1,9 +1,9 @@
 """Kafka producers and consumers that speak Confluent's wire format, against a real Schema
 Registry (Apicurio, built from Maven Central and started by the stack code).
 
-The module runs its own pipeline beside the session's: a worker whose settings name the
-registry and ``BULK_INGEST_EVENT_FRAMING=confluent``, on topics and a consumer group of its
-own, writing to the session's database (so the session's gateway answers for its jobs). A
+The module runs its own pipeline beside the session's: a worker and the consumers, whose settings
+name the registry and ``BULK_INGEST_EVENT_FRAMING=confluent``, on topics and consumer groups of
+their own, writing to the session's database (so the session's gateway answers for its jobs). A
 producer uses confluent-kafka's ``AvroSerializer``; a consumer reads the outcomes with
 ``AvroDeserializer``.
 """
@@ -32,6 +32,7 @@ from domain.codec import confluent_header, load_codec
 from domain.entities import DEFAULT_REFERENCE_TYPES, default_schemas_dir
 from stack import registry as stack_registry
 from storage.db import create_tenant, sync_engine
+from tests.e2e.test_completion import Receiver
 from tests.support.http import Api, poll
 from tests.support.kafka import all_dead_letters, avro_customer, chunk, headers_of, publish
 from tests.support.records import unique_prefix
@@ -84,6 +85,7 @@ def pipeline(settings: Settings, service: Any) -> Iterator[RegistryPipeline]:
     ours = _pipeline_settings(settings, url)
     prepare_backends(ours)
     worker = spawn("worker", ours, service.log_dir, name="worker-registry")
+    consumers = spawn("consumers", ours, service.log_dir, name="consumers-registry")
     engine = sync_engine(settings.sqlalchemy_url)
     try:
         tenant = create_tenant(engine, "registry", DEFAULT_REFERENCE_TYPES)
@@ -106,6 +108,7 @@ def pipeline(settings: Settings, service: Any) -> Iterator[RegistryPipeline]:
         yield pipeline
     finally:
         worker.stop()
+        consumers.stop()
         stack_registry.stop(config, lambda line: print(f"[stack] {line}"))
 
 
@@ -171,7 +174,9 @@ def test_a_job_sent_with_the_standard_serializer_is_read_back_with_the_standard_
     prefix = unique_prefix()
     records = [avro_customer(f"{prefix}-{i}") for i in range(30)]
     records[4] = avro_customer(f"{prefix}-4", email="not-an-email")
+    receiver = Receiver().start()
     job_id, body = _job(pipeline, records)
+    body["webhook_url"] = receiver.url
     subject = subject_of(pipeline.settings.topics.requests)
     registered = pipeline.client.get_latest_version(subject).schema.schema_str  # as the docs do
     context = SerializationContext(pipeline.settings.topics.requests, MessageField.VALUE)
@@ -187,6 +192,13 @@ def test_a_job_sent_with_the_standard_serializer_is_read_back_with_the_standard_
     assert statuses == {
         i: (("FAILED", "InvalidFormat") if i == 4 else ("CREATED", None)) for i in range(30)
     }
+    # The consumers read the Confluent-framed terminal job event: the webhook went out.
+    try:
+        hooks = poll(lambda: receiver.count() >= 1 and receiver.received, 60, "the webhook")
+        event = json.loads(hooks[0].body)
+        assert (event["type"], event["data"]["job_id"]) == ("job.completed", job_id)
+    finally:
+        receiver.stop()
     # What the service registered is what the producer's serializer found: no new version.
     versions = pipeline.client.get_versions(subject)
     assert len(versions) == len(REQUESTS.own_versions())
