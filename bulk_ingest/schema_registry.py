@@ -44,6 +44,7 @@ COMPATIBILITY = ConfigCompatibilityLevel.BACKWARD
 START_TIMEOUT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 NOT_FOUND = 404
+CONFLICT = 409
 
 
 class RegistryUnavailable(ConnectionError):
@@ -76,20 +77,38 @@ class SchemaRegistry:
         log.info("schemas registered at %s (%s framing for events)", self.url, framing.value)
 
     def _register(self, subject: str, codec: AvroCodec) -> int:
-        self._client.set_config(subject, ServerConfig(compatibility=COMPATIBILITY))
+        self._require_backward(subject)
         schema_id = 0
         for writer, source in codec.own_versions():
             schema_id = self._client.register_schema(subject, Schema(source, "AVRO"))
             codec.learn(schema_id, writer.parsed)
         return schema_id
 
+    def _require_backward(self, subject: str) -> None:
+        """``BACKWARD`` on the subject. Processes starting together race to set it, and a
+        registry may refuse the second setting as a conflict (Apicurio: 409, "a rule named
+        COMPATIBILITY already exists"): then what counts is that the subject has it."""
+        try:
+            self._client.set_config(subject, ServerConfig(compatibility=COMPATIBILITY))
+        except SchemaRegistryError as error:
+            if error.http_status_code != CONFLICT:
+                raise
+            current = self._client.get_compatibility(subject)
+            if current != COMPATIBILITY.value:
+                raise RegistryUnavailable(
+                    f"{subject} has compatibility {current}, not {COMPATIBILITY.value}"
+                ) from error
+
     def _until(self, deadline: float, step: Callable[[], int]) -> int:
-        """``step()``, asked again while the registry cannot be reached, until ``deadline``."""
+        """``step()``, asked again while the registry cannot be reached or reports a conflict,
+        until ``deadline``."""
         while True:
             try:
                 return step()
-            except (httpx.TransportError, SchemaRegistryError) as error:
-                if isinstance(error, SchemaRegistryError) and error.http_status_code < 500:
+            except (httpx.TransportError, SchemaRegistryError, RegistryUnavailable) as error:
+                # A conflict may be another process registering the same thing at once.
+                status = error.http_status_code if isinstance(error, SchemaRegistryError) else 0
+                if status < 500 and status not in (0, CONFLICT):
                     raise
                 if time.monotonic() >= deadline:
                     raise RegistryUnavailable(
