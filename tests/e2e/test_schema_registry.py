@@ -79,19 +79,22 @@ def pipeline(settings: Settings, service: Any) -> Iterator[RegistryPipeline]:
     config = stack_config(
         settings.with_overrides(schema_registry_port=settings.http_port + REGISTRY_PORT_OFFSET)
     )
-    running = stack_registry.start(config, lambda line: print(f"[stack] {line}"))
-    assert running.pid is not None
-    url = stack_registry.registry_url(config)
-    ours = _pipeline_settings(settings, url)
-    prepare_backends(ours)
-    worker = spawn("worker", ours, service.log_dir, name="worker-registry")
-    consumers = spawn("consumers", ours, service.log_dir, name="consumers-registry")
-    engine = sync_engine(settings.sqlalchemy_url)
-    try:
-        tenant = create_tenant(engine, "registry", DEFAULT_REFERENCE_TYPES)
-    finally:
-        engine.dispose()
-    try:
+    say = lambda line: print(f"[stack] {line}")  # noqa: E731
+    running = stack_registry.start(config, say)
+    started: list[ServiceProcess] = []
+    try:  # whatever fails from here, the registry and the processes stop
+        assert running.pid is not None
+        url = stack_registry.registry_url(config)
+        ours = _pipeline_settings(settings, url)
+        prepare_backends(ours)
+        worker = spawn("worker", ours, service.log_dir, name="worker-registry")
+        started.append(worker)
+        started.append(spawn("consumers", ours, service.log_dir, name="consumers-registry"))
+        engine = sync_engine(settings.sqlalchemy_url)
+        try:
+            tenant = create_tenant(engine, "registry", DEFAULT_REFERENCE_TYPES)
+        finally:
+            engine.dispose()
         pipeline = RegistryPipeline(
             ours,
             url,
@@ -107,9 +110,9 @@ def pipeline(settings: Settings, service: Any) -> Iterator[RegistryPipeline]:
         assert _terminal(pipeline, job_id)["status"] == "COMPLETED"
         yield pipeline
     finally:
-        worker.stop()
-        consumers.stop()
-        stack_registry.stop(config, lambda line: print(f"[stack] {line}"))
+        for process in started:
+            process.stop()
+        stack_registry.stop(config, say)
 
 
 def _serializer(pipeline: RegistryPipeline, schema: str = REQUESTS_SCHEMA) -> AvroSerializer:
