@@ -32,7 +32,7 @@ from tests.support.browser import (
 )
 from tests.support.http import poll
 from tests.support.imports import uploaded
-from tests.support.jobs import a_batch_held_on
+from tests.support.jobs import a_batch_held_on, a_worker_held
 from tests.support.records import customers, unique_prefix
 
 ASYNC = "/api/v1/customers/bulk/async"
@@ -233,18 +233,13 @@ def test_the_error_breakdown_first_errors_and_downloads_match_the_ledger(
 
 
 def test_a_running_job_is_cancelled_from_its_page(open_tab_on, tenant, settings):
-    # One worker is held on a one-record job submitted first, so every batch of the big job on
-    # that worker's partitions queues behind it: those records are certainly unwritten at the
-    # cancel (a batch of the big job itself could carry all its partitions' records at once),
-    # and the cancel ends the job without waiting for them.
-    [blocker] = customers(unique_prefix(), 1)
+    # One worker is held, so the big job's batches on its partitions are certainly unwritten
+    # at the cancel, and the cancel ends the job without waiting for them.
     records = customers(unique_prefix(), TOTAL)
     tab = open_tab_on(PHONE)
     page = tab.page
     log_in(tab, tenant.api_key)
-    with a_batch_held_on(settings, tenant.tenant_id, blocker["externalId"]) as held:
-        blocker_id = submit(tenant, [blocker])
-        poll(held, 120, "the one-record job's batch to wait on the held key", interval=0.05)
+    with a_worker_held(settings, tenant) as blocker_id:
         job_id = submit(tenant, records)
         poll(lambda: job_row(settings, job_id)["processed"] > 0, 120, "other batches written")
         page.goto(tab.url(f"#/jobs/{job_id}"))

@@ -57,7 +57,11 @@ def test_watch_shows_the_bar_while_held_and_ends_when_cancelled(tenant, settings
     job = tenant.api.get(f"/api/v1/jobs/{job_id}").json()
     assert job["status"] == "CANCELLED"
     assert code == 1, "the job did not complete"
-    assert f"job {job_id}: CANCELLED" in out and f"{job['skipped']:,} skipped" in out
+    assert f"job {job_id}: CANCELLED" in out
+    # The summary says what the job says (whether a batch was still unwritten at the cancel is
+    # up to the held batch's size: tests/e2e/test_cancel.py proves the skipping).
+    assert f"{job['successful']:,} succeeded" in out
+    assert job["skipped"] == 0 or f"{job['skipped']:,} skipped" in out
     assert "━" in err, "rich's bar was drawn"
     assert f"/{TOTAL:,} records" in err and "rec/s" in err and "ETA" in err
 

@@ -4,6 +4,7 @@ them, for tests that drive storage or a stage without the gateway; and a job hel
 from __future__ import annotations
 
 import contextlib
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -59,3 +60,23 @@ def a_batch_held_on(settings: Any, tenant_id: str, key: str) -> Iterator[Callabl
             yield waiting
         finally:
             conn.rollback()
+
+
+@contextlib.contextmanager
+def a_worker_held(settings: Any, tenant: Any) -> Iterator[str]:
+    """One worker held: a one-record job of ``tenant`` is submitted and its persist batch waits
+    on an uncommitted row of its key (:func:`a_batch_held_on`), so every batch that worker
+    receives after it — of any job, on any of its partitions — queues behind it, unwritten,
+    until the block ends. A job submitted inside the block therefore certainly has records left
+    to write on that worker (one held batch of the job itself might carry them all). Yields the
+    held job's id."""
+    key = f"held-{uuid.uuid4().hex}"
+    with a_batch_held_on(settings, tenant.tenant_id, key) as waiting:
+        record = {"externalId": key, "firstName": "Held", "lastName": "Worker"}
+        answer = tenant.api.post("/api/v1/customers/bulk/async", {"records": [record]})
+        assert answer.status == 202, answer.body
+        deadline = time.monotonic() + 120
+        while not waiting():
+            assert time.monotonic() < deadline, "the held job's batch never waited on its key"
+            time.sleep(0.05)
+        yield str(answer.json()["job_id"])
