@@ -55,6 +55,8 @@ class ErrorCode(StrEnum):
     IdempotencyKeyReused = "IdempotencyKeyReused"
     ReportNotReady = "ReportNotReady"
     JobNotCancellable = "JobNotCancellable"
+    JobNotTerminal = "JobNotTerminal"
+    NothingToRetry = "NothingToRetry"
     ImportBlocked = "ImportBlocked"
     ServiceUnavailable = "ServiceUnavailable"
     InternalError = "InternalError"

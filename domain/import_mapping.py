@@ -17,9 +17,6 @@ from domain.entities import EntityDefinition, ValueKind, ValueSpec
 from domain.errors import ApiError, ErrorCode, InvalidInput
 from domain.file_types import FileFormat
 
-MAX_SOURCE_COLUMNS = 3
-
-
 # --- target paths ---------------------------------------------------------------------------------
 
 
@@ -93,8 +90,9 @@ class ColumnMapping:
 
     @property
     def source_columns(self) -> tuple[MappedColumn, ...]:
-        """The first mapped columns, carried into the results file."""
-        return self.columns[:MAX_SOURCE_COLUMNS]
+        """The mapped columns, carried into the failure report (the results file shows the
+        first three)."""
+        return self.columns
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -277,7 +275,7 @@ class KeyMapping:
 
     @property
     def source_columns(self) -> tuple[str, ...]:
-        return tuple(k for k in self.header if self.target(k) is not None)[:MAX_SOURCE_COLUMNS]
+        return tuple(k for k in self.header if self.target(k) is not None)
 
 
 def plan_keys(

@@ -26,7 +26,9 @@ from domain.semantics import semantic_error
 from domain.text import storable
 from domain.validation import basic_record_errors, to_avro_record
 
-MAX_SOURCE_CELL = 200
+MAX_SOURCE_CELL = 4096
+"""Longer than any field takes (tags included): a cut cell failed anyway, and fails again when
+the report is imported back (``retry_of``), rather than importing a shortened value."""
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _INTEGER = re.compile(r"[+-]?\d+")
 _TRUE = frozenset({"true", "1", "yes", "y"})

@@ -128,6 +128,11 @@ JOB_FIELDS: tuple[ViewField[JobSource], ...] = (
         lambda source: source.download("results"),
     ),
     ViewField("webhook_url", js.nullable(js.string(format="uri")), _row("webhook_url")),
+    ViewField(
+        "parent_job_id",
+        js.nullable(js.string("The job this one retries; null for others", format="uuid")),
+        lambda source: source.job.get("parent_job_id"),
+    ),
     ViewField("created_at", js.TIMESTAMP, _moment("created_at")),
     ViewField("started_at", _TIME, _moment("started_at")),
     ViewField("completed_at", _TIME, _moment("completed_at")),

@@ -4,12 +4,16 @@ Both files are built from the outcome ledger, one row per ledger entry, in index
 
 - failure report: ``index,externalId,errorCode,failureReason,record`` — failed and skipped
   records (a cancelled job's ``JobCancelled`` rows); ``record`` is the record as submitted,
-  compact JSON (empty for a record the service never read, such as a skipped one);
+  compact JSON (empty for a record the service never read, such as a skipped one); for file
+  imports the mapped source columns follow, named and valued as in the file, so the report
+  can be fixed in a spreadsheet and imported again (``retry_of``, :mod:`domain.retry`);
 - results file: ``index,id,externalId,status,errorCode,error`` — every record; for file
   imports the first three mapped source columns follow, named as in the file.
 
 A text cell that starts with ``= + - @``, tab or carriage return is prefixed with a single quote,
 so a spreadsheet shows it as text instead of evaluating it as a formula (OWASP "CSV injection").
+So is a cell where quotes come before one of those (``'=A1``): the escaping stays reversible,
+and :func:`domain.retry.unescape_cell` gives back every cell exactly.
 """
 
 from __future__ import annotations
@@ -35,7 +39,12 @@ def escape_cell(value: object) -> Cell:
     if isinstance(value, int):
         return value
     text = value if isinstance(value, str) else str(value)
-    return "'" + text if text.startswith(FORMULA_TRIGGERS) else text
+    return "'" + text if needs_escape(text) else text
+
+
+def needs_escape(text: str) -> bool:
+    """Whether a cell starts with a formula trigger, after any leading quotes."""
+    return text.lstrip("'").startswith(FORMULA_TRIGGERS)
 
 
 def compact_json(record: object) -> str:
@@ -61,16 +70,21 @@ def is_reported(outcome: Mapping[str, Any]) -> bool:
     return outcome["status"] in ("FAILED", "SKIPPED")
 
 
-def report_row(outcome: Mapping[str, Any]) -> list[Cell]:
-    """One failure-report row for a FAILED or SKIPPED ledger entry."""
+def report_row(outcome: Mapping[str, Any], source_names: Sequence[str] = ()) -> list[Cell]:
+    """One failure-report row for a FAILED or SKIPPED ledger entry, with its source columns
+    (file imports)."""
     record = outcome.get("record")
-    return [
+    row = [
         escape_cell(outcome["index"]),
         escape_cell(outcome["key"]),
         escape_cell(outcome["error_code"]),
         escape_cell(outcome["error_message"]),
         escape_cell(compact_json(record) if record is not None else None),
     ]
+    if source_names:
+        values = _source_values(outcome.get("source"))
+        row.extend(escape_cell(values.get(name)) for name in source_names)
+    return row
 
 
 def results_row(outcome: Mapping[str, Any], source_names: Sequence[str] = ()) -> list[Cell]:
@@ -95,7 +109,12 @@ def source_column_names(source: object) -> tuple[str, ...]:
     ``source`` is either an object ``{"Column": "value", ...}`` (its key order is kept) or a
     list of ``[column, value]`` pairs; at most the first three columns are used.
     """
-    return tuple(str(name) for name in _source_values(source))[:MAX_SOURCE_COLUMNS]
+    return report_source_names(source)[:MAX_SOURCE_COLUMNS]
+
+
+def report_source_names(source: object) -> tuple[str, ...]:
+    """Every source column of a file import's row (the failure report carries them all)."""
+    return tuple(str(name) for name in _source_values(source))
 
 
 def _source_values(source: object) -> dict[str, object]:

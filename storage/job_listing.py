@@ -30,8 +30,9 @@ async def list_jobs(
     entity: str | None,
     limit: int,
     cursor: tuple[datetime, str] | None,
+    parent_job_id: str | None = None,
 ) -> JobPage:
-    """The tenant's jobs, newest first, ``limit`` at a time."""
+    """The tenant's jobs, newest first, ``limit`` at a time (only a job's retries, if asked)."""
     conditions = ["tenant_id = %(tenant)s"]
     params: dict[str, Any] = {"tenant": tenant_id, "limit": limit + 1}
     if status:
@@ -40,6 +41,9 @@ async def list_jobs(
     if entity:
         conditions.append("entity = %(entity)s")
         params["entity"] = entity
+    if parent_job_id:
+        conditions.append("parent_job_id = %(parent)s::uuid")
+        params["parent"] = parent_job_id
     if cursor:
         conditions.append("(created_at, job_id) < (%(created)s, %(job)s::uuid)")
         params["created"], params["job"] = cursor

@@ -35,7 +35,8 @@ COLUMNS = (
     "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, "
     "total, processed, successful, failed, skipped, webhook_url, idempotency_key, request_hash, "
     "failure_reason, report_path, results_path, started_at, completed_at, created_at, "
-    "updated_at, abandoned_at, accepted_seq, cancel_requested_at"
+    "updated_at, abandoned_at, accepted_seq, cancel_requested_at, "
+    "parent_job_id::text AS parent_job_id"
 )
 
 
@@ -79,6 +80,8 @@ class NewJob:
     idempotency_key: str | None = None
     request_hash: str | None = None
     status: str = JobStatus.PENDING
+    parent_job_id: str | None = None
+    """The terminal job whose failed and skipped records this one retries."""
 
 
 async def insert_job(conn: Connection, job: NewJob) -> None:
@@ -86,9 +89,9 @@ async def insert_job(conn: Connection, job: NewJob) -> None:
     await _run(
         conn,
         "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
-        "webhook_url, idempotency_key, request_hash) VALUES (%(job_id)s, %(tenant_id)s, "
-        "%(entity)s, %(operation)s, %(source)s, %(status)s, %(total)s, %(webhook_url)s, "
-        "%(idempotency_key)s, %(request_hash)s)",
+        "webhook_url, idempotency_key, request_hash, parent_job_id) VALUES (%(job_id)s, "
+        "%(tenant_id)s, %(entity)s, %(operation)s, %(source)s, %(status)s, %(total)s, "
+        "%(webhook_url)s, %(idempotency_key)s, %(request_hash)s, %(parent_job_id)s)",
         {**job.__dict__, "status": str(job.status)},
     )
     await notify(conn, JOB_CHANGED_CHANNEL, job.job_id)

@@ -316,3 +316,20 @@ async def error_code_counts(conn: Connection, job_id: str) -> list[tuple[str, in
         [job_id],
     )
     return [(str(code), int(count)) for code, count in await cursor.fetchall()]
+
+
+async def retry_candidates(
+    conn: Connection, job_id: str, codes: Sequence[str] | None, limit: int
+) -> list[dict[str, Any]]:
+    """The job's failed and skipped records (only those with ``codes``, if given) whose record
+    was kept, in index order, at most ``limit``: what a retry of the job sends again."""
+    pg = await driver(conn)
+    async with pg.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            "SELECT index, error_code, record FROM record_outcomes WHERE job_id = %(job)s "
+            "AND status IN ('FAILED', 'SKIPPED') AND record IS NOT NULL "
+            "AND (%(codes)s::text[] IS NULL OR error_code = ANY(%(codes)s::text[])) "
+            "ORDER BY index LIMIT %(limit)s",
+            {"job": job_id, "codes": None if codes is None else list(codes), "limit": limit},
+        )
+        return await cursor.fetchall()

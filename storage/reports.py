@@ -31,6 +31,7 @@ from domain.report_rows import (
     Cell,
     is_reported,
     report_row,
+    report_source_names,
     results_row,
     source_column_names,
 )
@@ -120,13 +121,15 @@ class ReportStore:
         with _csv_file(temp.report) as report_out, _csv_file(temp.results_csv) as results_out:
             report, results = csv.writer(report_out), csv.writer(results_out)
             async with self._engine.connect() as conn:
-                source_names = source_column_names(await _first_source(conn, job_id))
-                report.writerow(REPORT_COLUMNS)
+                first_source = await _first_source(conn, job_id)
+                report_names = report_source_names(first_source)
+                source_names = source_column_names(first_source)
+                report.writerow(REPORT_COLUMNS + report_names)
                 results.writerow(RESULTS_COLUMNS + source_names)
                 stream = await conn.stream(query)
                 async for mappings in stream.mappings().partitions(self._batch_rows):
                     batch = as_rows(mappings)
-                    failed = [report_row(o) for o in batch if is_reported(o)]
+                    failed = [report_row(o, report_names) for o in batch if is_reported(o)]
                     every = [results_row(o, source_names) for o in batch]
                     await asyncio.to_thread(_write_batch, report, failed, results, every)
             await asyncio.to_thread(_sync, report_out, results_out)

@@ -95,6 +95,7 @@ jobs = Table(
         nullable=False,
         server_default=text("nextval('job_acceptance_seq')"),
     ),
+    Column("parent_job_id", UUID(as_uuid=False)),  # a retry's parent (migration 0008)
     Index("jobs_tenant_created", "tenant_id", text("created_at DESC"), text("job_id DESC")),
     Index(
         "jobs_tenant_idempotency_key",
@@ -324,3 +325,11 @@ message_failures = Table(
 )
 
 __all__ += ["job_chunks", "message_failures"]
+
+# A job's retries, found by their parent (migration 0008).
+Index(
+    "jobs_tenant_parent",
+    jobs.c.tenant_id,
+    jobs.c.parent_job_id,
+    postgresql_where=text("parent_job_id IS NOT NULL"),
+)

@@ -255,7 +255,12 @@ def test_default_mapping_matches_names_case_insensitively_and_explicit_wins():
         ("Surname", "lastName"),
         ("Mail", "email"),
     ]
-    assert [c.column for c in mapping.source_columns] == ["EXTERNALID", "firstname", "Surname"]
+    assert [c.column for c in mapping.source_columns] == [
+        "EXTERNALID",
+        "firstname",
+        "Surname",
+        "Mail",
+    ]
 
 
 def test_header_level_problems_are_all_reported():
@@ -328,7 +333,13 @@ def test_row_becomes_an_avro_record_with_source_columns():
         "active": True,
         "tags": None,
     }
-    assert routed["source"] == {"SKU": "d-1", "Name": "Desk", "Price": "349.00"}
+    assert routed["source"] == {
+        "SKU": "d-1",
+        "Name": "Desk",
+        "Price": "349.00",
+        "Currency": "EUR",
+        "Active": "",
+    }
 
 
 @pytest.mark.parametrize(
