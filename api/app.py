@@ -14,7 +14,18 @@ from aiohttp import web
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api import dashboard, docs, entities, files, imports, job_events, jobs, reports, webhooks
+from api import (
+    dashboard,
+    docs,
+    entities,
+    files,
+    imports,
+    job_events,
+    jobs,
+    reports,
+    retry,
+    webhooks,
+)
 from api.errors import error_middleware
 from api.services import SERVICES, SETTINGS, Services, end_streams, services_ctx
 from bulk_ingest.metrics import exposition
@@ -62,7 +73,7 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(end_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    routes = (job_events, jobs, reports, webhooks, files, imports, entities, docs, dashboard)
+    routes = (job_events, jobs, retry, reports, webhooks, files, imports, entities, docs, dashboard)
     for module in routes:
         module.add_routes(app)
     return app

@@ -150,6 +150,20 @@ async def _commit(
         raise
 
 
+async def store_file(
+    services: Services, tenant_id: str, path: Path, filename: str, sha256: str, size: int
+) -> Mapping[str, Any]:
+    """A file the gateway wrote itself (a failure report read back, :mod:`api.import_retry`),
+    profiled and stored like an upload (temporary); ``path`` is moved into the store."""
+    store = file_store_of(services)
+    received = Received(path, sha256, size, filename, "text/csv")
+    try:
+        profile = await _profile(path, services.settings)
+        return await _commit(services, store, tenant_id, "temporary", received, profile)
+    finally:
+        path.unlink(missing_ok=True)
+
+
 def _too_large(limit: int) -> HttpProblem:
     return problem(
         413,

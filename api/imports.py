@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from api.auth import authenticate, read_json
 from api.errors import HttpProblem
 from api.files import file_store_of, zip_caps
+from api.import_retry import import_body, parent_of, read_back
 from api.intake import (
     Accepted,
     accept_job,
@@ -76,13 +77,17 @@ async def start_import(request: web.Request) -> web.Response:
         earlier = await earlier_job(services.engine, job)
         if earlier is not None:
             return await _answer(services, Accepted(earlier, replayed=True))
+    parent = await parent_of(services, tenant_id, body)
     try:
-        wanted = parse_import_request(services.registry, body)
+        wanted = parse_import_request(services.registry, import_body(parent, body))
     except InvalidInput as exc:
         raise _invalid(exc.errors) from exc
     definition = services.registry.get(wanted.entity)
     file_row = await _importable_file(services, tenant_id, wanted)
     options = _read_options(FileProfile.from_dict(file_row["profile"]), wanted)
+    if parent is not None:  # the edited failure report, read back as the parent's columns
+        file_row, wanted = await read_back(services, tenant_id, parent, file_row, options, wanted)
+        options = _read_options(FileProfile.from_dict(file_row["profile"]), wanted)
     await _check_mapping(services, definition, file_row, options, wanted)
     await _check_webhook(services, wanted)
     job = dataclasses.replace(
@@ -90,6 +95,7 @@ async def start_import(request: web.Request) -> web.Response:
         entity=wanted.entity,
         operation=wanted.operation.value,
         webhook_url=wanted.webhook_url,
+        parent_job_id=parent.job_id if parent else None,
     )
     chunk_rows = services.settings.import_chunk_rows
     event = import_event(job, wanted, file_row, options, chunk_rows)

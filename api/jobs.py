@@ -271,6 +271,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         raise problem(422, ErrorCode.InvalidParameter, "entity names no entity: it holds U+0000")
     if not 1 <= limit <= MAX_PAGE:
         raise problem(422, ErrorCode.InvalidParameter, f"limit must be 1..{MAX_PAGE}")
+    parent_job_id = _parent_job_id(query.get("parent_job_id"))
     async with services.engine.connect() as conn:
         page = await job_listing.list_jobs(
             conn,
@@ -279,9 +280,22 @@ async def list_jobs(request: web.Request) -> web.Response:
             entity=entity,
             limit=limit,
             cursor=cursor,
+            parent_job_id=parent_job_id,
         )
         bodies = [job_object(job, []) for job in page.rows]
     return web.json_response({"jobs": bodies, "next_cursor": page.next_cursor})
+
+
+def _parent_job_id(value: str | None) -> str | None:
+    """The ``parent_job_id`` filter: the retries of that job."""
+    if not value:
+        return None
+    try:
+        return str(uuid.UUID(value))
+    except ValueError as exc:
+        raise problem(
+            422, ErrorCode.InvalidParameter, "parent_job_id must be a job id (a UUID)"
+        ) from exc
 
 
 def add_routes(app: web.Application) -> None:

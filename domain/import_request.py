@@ -29,6 +29,7 @@ IMPORT_FIELDS = frozenset(
         "sheet",
         "encoding",
         "delimiter",
+        "retry_of",  # the gateway's (api.import_retry): it fills the rest from that job
     }
 )
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")

@@ -10,7 +10,9 @@ from domain.job_view import API_PREFIX, MAX_PAGE, RESULT_FORMATS
 from domain.jobs import JobStatus
 from domain.openapi_parts import (
     BAD_PARAMETER,
+    IDEMPOTENCY_KEY,
     JOB_ID,
+    JSON,
     NOT_FOUND,
     NOT_READY,
     TEXT,
@@ -22,6 +24,7 @@ from domain.openapi_parts import (
     operation,
     problem,
     query,
+    shared,
     stream,
 )
 
@@ -60,6 +63,7 @@ def job_paths() -> dict[str, Any]:
                         "Jobs per page",
                     ),
                     query("cursor", js.string(), "next_cursor of the page before"),
+                    query("parent_job_id", js.UUID, "Only the retries of this job"),
                 ],
             )
         },
@@ -112,6 +116,7 @@ def job_paths() -> dict[str, Any]:
                 parameters=[JOB_ID],
             )
         },
+        job + "/retry": {"post": _retry_operation()},
         job + "/events": {
             "get": operation(
                 "follow_job",
@@ -231,3 +236,42 @@ def job_paths() -> dict[str, Any]:
             )
         },
     }
+
+
+def _retry_operation() -> dict[str, Any]:
+    return operation(
+        "retry_job",
+        "jobs",
+        "Retry a job's failed and skipped records",
+        {
+            "202": accepted(
+                "A child job (parent_job_id names this one) of the failed and skipped records, "
+                "as submitted, in index order; same entity, operation and webhook URL"
+            ),
+            "409": problem(
+                "The job has not ended yet, or the Idempotency-Key was used with a different body",
+                ("running", ErrorCode.JobNotTerminal, "Job 7c0… is still STARTED"),
+            ),
+            "422": problem(
+                "An unknown error code, or nothing to retry",
+                (
+                    "unknown",
+                    ErrorCode.InvalidParameter,
+                    "codes[0] is 'Duplicate', which is not an error code",
+                ),
+                (
+                    "nothing",
+                    ErrorCode.NothingToRetry,
+                    "Job 7c0… has no failed or skipped record with the codes DuplicateKey",
+                ),
+            ),
+            "413": shared("PayloadTooLarge"),
+            **NOT_FOUND,
+            **UNAVAILABLE,
+        },
+        description="The body is optional: `codes` narrows the retry to records that failed "
+        "or were skipped with those codes. A file import's rows are better fixed in its failure "
+        "report and imported again with `retry_of` (POST /imports).",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
+        body={"required": False, "content": {JSON: {"schema": js.ref("RetryRequest")}}},
+    )

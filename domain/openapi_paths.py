@@ -174,8 +174,9 @@ def _file_paths(limits: Limits) -> dict[str, Any]:
         ),
     )
     blocked = {
-        "description": "An exclusive import of this entity is still running, or the "
-        "Idempotency-Key was used with a different body",
+        "description": "An exclusive import of this entity is still running, the "
+        "Idempotency-Key was used with a different body, or retry_of names a job still running "
+        "(JobNotTerminal)",
         "content": {JSON: {"schema": {"anyOf": [js.ref("ImportBlocked"), js.ref("ErrorBody")]}}},
     }
     return {

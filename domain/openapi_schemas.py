@@ -31,6 +31,7 @@ from domain.job_view import (
 )
 from domain.json_schema import view_schema
 from domain.record_schema import record_schema
+from domain.retry import MAX_CODES
 
 WEBHOOK_URL = js.nullable(
     js.string(
@@ -85,6 +86,7 @@ def schemas(registry: EntityRegistry, limits: Limits) -> dict[str, js.Schema]:
         ErrorBody=error_body_schema(),
         ImportBlocked=import_blocked(),
         ImportRequest=import_request(registry),
+        RetryRequest=retry_request(),
         File=file_schema(),
         ErrorCodeCounts=error_code_counts(),
         WebhookAttempts=js.obj({"attempts": js.array(webhook_attempt())}, ["attempts"]),
@@ -166,6 +168,13 @@ def import_request(registry: EntityRegistry) -> js.Schema:
                 pattern=_delimiter_pattern(),
             )
         ),
+        "retry_of": js.nullable(
+            js.string(
+                "Import a fixed failure report of this file import: its source columns, with "
+                "its entity, operation, field mappings and webhook URL unless given here",
+                pattern=f"^(?:{UUID_PATTERN.pattern})$",
+            )
+        ),
     }
     assert set(properties) == IMPORT_FIELDS  # every member the parser takes, no other
     one_file = [
@@ -173,7 +182,15 @@ def import_request(registry: EntityRegistry) -> js.Schema:
         for name in ("file_id", "sha256")
     ]
     keys = [_key_rule(registry.get(name)) for name in registry.names()]
-    return js.obj(properties, ["entity"], additionalProperties=False, oneOf=one_file, allOf=keys)
+    entity_known = {
+        "anyOf": [
+            {"required": ["entity"]},
+            {"required": ["retry_of"], "properties": {"retry_of": {"type": "string"}}},
+        ]
+    }
+    return js.obj(
+        properties, [], additionalProperties=False, oneOf=one_file, allOf=[*keys, entity_known]
+    )
 
 
 def _key_rule(definition: EntityDefinition) -> js.Schema:
@@ -192,6 +209,14 @@ def _any_case(name: str) -> str:
     return "".join(
         f"[{char.upper()}{char.lower()}]" if char.isalpha() else re.escape(char) for char in name
     )
+
+
+def retry_request() -> js.Schema:
+    """``POST /jobs/{id}/retry``: optionally, the error codes to retry."""
+    codes = js.array(
+        js.enum(ErrorCode), "Retry only records with these codes", minItems=1, maxItems=MAX_CODES
+    )
+    return js.obj({"codes": js.nullable(codes)}, [], additionalProperties=False)
 
 
 def import_blocked() -> js.Schema:

@@ -205,6 +205,14 @@ async def create_import(
     return None
 
 
+async def import_of(conn: AsyncConnection, tenant_id: str, job_id: str) -> Row | None:
+    """The import row of the tenant's job (None for another tenant's job or a JSON one)."""
+    result = await conn.execute(
+        select(imports).where(imports.c.job_id == job_id, imports.c.tenant_id == tenant_id)
+    )
+    return as_row_or_none(result.mappings().one_or_none())
+
+
 async def purge_files(conn: AsyncConnection, store: FileStore, limit: int = 100) -> int:
     """Remove the bytes of expired and deleted files no live import reads; returns the count.
 
