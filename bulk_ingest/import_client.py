@@ -51,7 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "file", type=Path, help="CSV, ZIP (one CSV or NDJSON inside), XLSX or NDJSON"
     )
-    parser.add_argument("--entity", required=True, help="customers, products, ...")
+    parser.add_argument(
+        "--entity", help="customers, products, ... (with --retry-of: the parent's by default)"
+    )
     parser.add_argument("--operation", choices=["insert", "update", "upsert"], default=None)
     parser.add_argument(
         "--map",
@@ -68,6 +70,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--webhook-url", help="called when the import finishes")
     parser.add_argument(
         "--exclusive", action="store_true", help="refuse to run beside other imports"
+    )
+    parser.add_argument(
+        "--retry-of",
+        metavar="JOB_ID",
+        help="the file is that import's failure report, fixed: import its rows with the job's "
+        "mapping, entity and operation",
     )
     parser.add_argument("--keep", action="store_true", help="keep the upload until deleted")
     parser.add_argument("--wait", action="store_true", help="follow the import to its end")
@@ -87,8 +95,10 @@ def parse_mappings(items: list[str]) -> dict[str, str | None]:
 
 
 def import_body(args: argparse.Namespace, file_id: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"file_id": file_id, "entity": args.entity}
+    body: dict[str, Any] = {"file_id": file_id}
     optional = {
+        "entity": args.entity,
+        "retry_of": args.retry_of,
         "operation": args.operation,
         "field_mappings": parse_mappings(args.map) or None,
         "sheet": args.sheet,
@@ -194,6 +204,8 @@ def run_import(
 def _run(args: argparse.Namespace, environ: Mapping[str, str], out: IO[str], err: IO[str]) -> int:
     if not args.file.is_file():
         raise ClientError(f"{args.file} is not a file")
+    if not args.entity and not args.retry_of:
+        raise ClientError("name the entity to import into with --entity (or use --retry-of)")
     gateway = gateway_from(args, environ)
     line = StatusLine(err)
     size = args.file.stat().st_size

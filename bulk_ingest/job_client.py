@@ -1,12 +1,14 @@
-"""``bulk-ingest jobs list | show ID | watch ID | cancel ID``: a tenant's jobs from the CLI.
+"""``bulk-ingest jobs list | show ID | watch ID | cancel ID | retry ID``: a tenant's jobs from the
+CLI.
 
 ``watch`` (and ``bulk-ingest import --wait``) follows the job's event stream
 (``GET /jobs/{id}/events``) with a live progress bar (rich) on stderr: records processed, the
 rate and ETA the gateway computes; off a terminal, a plain line every few seconds. At the end
 a summary goes to stdout.
 
-Exit status: 0 the job COMPLETED (``list``, ``show`` and ``cancel``: the request succeeded); 1
-it ended otherwise; 2 the request was refused or the gateway unreachable.
+Exit status: 0 the job COMPLETED (``list``, ``show``, ``cancel`` and ``retry`` without
+``--wait``: the request succeeded); 1 it ended otherwise; 2 the request was refused or the
+gateway unreachable.
 """
 
 from __future__ import annotations
@@ -36,13 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--entity")
     listing.add_argument("--limit", type=int, default=20, help="how many (1-200, default 20)")
+    listing.add_argument("--parent", metavar="JOB_ID", help="only the retries of this job")
     for name, text in (
         ("show", "one job: counts, status and its first errors"),
         ("watch", "follow a job to its end with a live progress bar"),
         ("cancel", "cancel a running job (records not yet written are skipped)"),
+        ("retry", "send a finished job's failed and skipped records again, as a new job"),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("job_id")
+    retry = actions.choices["retry"]
+    retry.add_argument(
+        "--codes", nargs="+", metavar="CODE", help="only records that failed with these codes"
+    )
+    retry.add_argument("--wait", action="store_true", help="follow the new job to its end")
     for action in actions.choices.values():
         action.add_argument("--json", action="store_true", help="print the JSON the gateway sent")
         add_gateway_arguments(action)
@@ -68,8 +77,9 @@ def run_jobs(
 
 
 def _list(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    filters = {"status": args.status, "entity": args.entity, "parent_job_id": args.parent}
     query = f"limit={args.limit}" + "".join(
-        f"&{name}={value}" for name in ("status", "entity") if (value := getattr(args, name))
+        f"&{name}={value}" for name, value in filters.items() if value
     )
     page = gateway.json("GET", f"/api/v1/jobs?{query}", 200)
     if args.json:
@@ -113,11 +123,26 @@ def _cancel(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[st
     return 0
 
 
+def _retry(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    body = {"codes": args.codes} if args.codes else None
+    job = gateway.json("POST", f"/api/v1/jobs/{args.job_id}/retry", 202, body=body)
+    if args.wait:
+        job = watch(gateway, job["job_id"], err)
+    if args.json:
+        out.write(json.dumps(job, indent=2) + "\n")
+    elif args.wait:
+        out.write(summary(job))
+    else:
+        out.write(f"job {job['job_id']}: retries {job['total']:,} records of {args.job_id}\n")
+    return 0 if not args.wait or job["status"] == "COMPLETED" else 1
+
+
 _COMMANDS: dict[str, Callable[[Gateway, argparse.Namespace, IO[str], IO[str]], int]] = {
     "list": _list,
     "show": _show,
     "watch": _watch,
     "cancel": _cancel,
+    "retry": _retry,
 }
 
 

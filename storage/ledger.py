@@ -121,7 +121,8 @@ def ledger_row(o: Outcome) -> list[Any]:
         o.error_message,
         o.line,
         json_or_none(o.submitted),
-        json_or_none(o.source),
+        # [column, value] pairs: a JSONB object would not keep the file's column order.
+        json_or_none(list(o.source.items()) if o.source else None),
     ]
 
 

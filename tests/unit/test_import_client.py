@@ -41,6 +41,16 @@ def test_import_body_carries_only_what_was_given():
     }
 
 
+def test_a_retry_of_import_leaves_the_entity_to_the_parent():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    retry = parser.parse_args(["report.csv", "--retry-of", "7c0e2a4e-1c55-4b7e-9b1a-3f4f0d6f2a10"])
+    assert import_body(retry, "f-2") == {
+        "file_id": "f-2",
+        "retry_of": "7c0e2a4e-1c55-4b7e-9b1a-3f4f0d6f2a10",
+    }
+
+
 def test_gateway_falls_back_to_the_environment():
     gateway = gateway_from(args(), {"BULK_INGEST_URL": "https://x", "BULK_INGEST_API_KEY": "k"})
     assert (gateway.url, gateway.api_key) == ("https://x", "k")
