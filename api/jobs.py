@@ -288,7 +288,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 def _parent_job_id(value: str | None) -> str | None:
     """The ``parent_job_id`` filter: the retries of that job."""
-    if not value:
+    if value is None:
         return None
     try:
         return str(uuid.UUID(value))

@@ -143,7 +143,8 @@ def job_paths() -> dict[str, Any]:
                 {
                     "200": download(
                         "One row per failed or skipped record in index order: index, "
-                        "externalId, errorCode, failureReason, record",
+                        "externalId, errorCode, failureReason, record (file imports: the mapped "
+                        "source columns follow; fixed, it imports again with retry_of)",
                         ["text/csv"],
                         "job-{job_id}-report.csv",
                     ),

@@ -89,6 +89,8 @@ UNDECIDABLE_422: dict[str, str] = {
     "header, the encoding be one Python knows",
     "list_jobs": "a cursor must be one a page of ours handed out",
     "redeliver_job_webhook": "the job must have a webhook_url",
+    "retry_job": "the job must have failed or skipped records with the codes asked for "
+    "(NothingToRetry)",
 }
 """Operations whose schema-valid requests may still be refused (422) for what the request
 names rather than for its shape; positive_data_acceptance takes 422 from these only."""
