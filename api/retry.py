@@ -5,7 +5,9 @@
    error codes (:func:`domain.retry.parse_retry_codes`, ``422`` for an unknown one).
 2. The records come from the parent's outcome ledger, as submitted, in index order: the same
    entity, operation and webhook URL. A record the service never read (skipped before it
-   arrived, never received) has nothing to send again; none left is ``422 NothingToRetry``.
+   arrived, never received) has nothing to send again, and one that breaks the basic rules (a
+   Kafka producer's) would fail the same way and cannot be encoded as sent: both are left out.
+   None left is ``422 NothingToRetry``.
 3. The child is accepted exactly like a JSON job (:mod:`api.intake`, the chunks of
    :func:`api.jobs.chunk_messages`), carrying ``parent_job_id``; the parent never changes.
 
@@ -27,11 +29,13 @@ from api.jobs import chunk_messages
 from api.services import Services
 from bulk_ingest.kafka import OutgoingMessage
 from domain.bulk_requests import BulkRequest, Operation
+from domain.entities import EntityDefinition
 from domain.errors import ErrorCode
 from domain.job_view import API_PREFIX, job_url
 from domain.jobs import is_terminal
 from domain.report_rows import without_nulls
 from domain.retry import parse_retry_codes
+from domain.validation import basic_check
 from storage import jobs as job_store
 from storage import ledger
 from storage.rows import Row
@@ -44,7 +48,8 @@ async def retry_job(request: web.Request) -> web.Response:
     parent_id = parent["job_id"]
     if not is_terminal(parent["status"]):
         raise not_terminal(parent)
-    records = await _records(services, parent, codes)
+    definition = services.registry.get(parent["entity"])
+    records = await _records(services, parent, codes, definition)
     bulk = BulkRequest(
         entity=parent["entity"],
         operation=Operation(parent["operation"]),
@@ -63,7 +68,6 @@ async def retry_job(request: web.Request) -> web.Response:
         request_hash=request_fingerprint("POST", f"retry/{parent_id}", raw),
         parent_job_id=parent_id,
     )
-    definition = services.registry.get(bulk.entity)
 
     def messages() -> list[OutgoingMessage]:
         return chunk_messages(services, job, bulk, definition)
@@ -85,15 +89,19 @@ def not_terminal(job: Row) -> HttpProblem:
 
 
 async def _records(
-    services: Services, parent: Row, codes: tuple[str, ...] | None
+    services: Services, parent: Row, codes: tuple[str, ...] | None, definition: EntityDefinition
 ) -> tuple[dict[str, Any], ...]:
     limit = services.settings.max_async_records
     async with services.engine.connect() as conn:
         rows = await ledger.retry_candidates(conn, parent["job_id"], codes, limit + 1)
-        counts = [] if rows else await ledger.error_code_counts(conn, parent["job_id"])
-    if not rows:
+    passes = basic_check(definition)
+    records = [cast(dict[str, Any], without_nulls(row["record"])) for row in rows]
+    records = [record for record in records if passes(record)]
+    if not records:
+        async with services.engine.connect() as conn:
+            counts = await ledger.error_code_counts(conn, parent["job_id"])
         raise _nothing_to_retry(parent["job_id"], codes, counts)
-    if len(rows) > limit:
+    if len(records) > limit:
         raise problem(
             422,
             ErrorCode.MaxRecordsExceeded,
@@ -101,7 +109,7 @@ async def _records(
             "one job takes; narrow the retry with codes, or fix the failure report and import it "
             f"with retry_of ({API_PREFIX}/imports).",
         )
-    return tuple(cast(dict[str, Any], without_nulls(row["record"])) for row in rows)
+    return tuple(records)
 
 
 def _nothing_to_retry(
@@ -114,7 +122,8 @@ def _nothing_to_retry(
         422,
         ErrorCode.NothingToRetry,
         f"Job {job_id} has no failed or skipped record{asked} that can be sent again (a record "
-        f"the service never read is not kept); {has}.",
+        "the service never read is not kept, one that breaks the basic rules would fail "
+        f"again); {has}.",
     )
 
 

@@ -249,6 +249,11 @@ def test_a_fixed_failure_report_imports_with_the_parents_mapping(tenant, make_te
     assert [j["job_id"] for j in listed] == [child["job_id"]]
     assert tenant.api.get(f"/api/v1/jobs/{parent['job_id']}").json() == parent
 
+    unchanged = retry(tenant, parent["job_id"])  # the converted records, sent as they were
+    assert unchanged.status == 202, unchanged.body
+    assert (unchanged.json()["source"], unchanged.json()["total"]) == ("api", 3)
+    assert tenant.api.wait_terminal(unchanged.json()["job_id"])["status"] == "FAILED"
+
     other = make_tenant()
     theirs = uploaded(other.api, fixed(report))
     foreign = other.api.post(
