@@ -20,7 +20,7 @@ import csv
 import dataclasses
 import hashlib
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,8 +138,10 @@ def _write_source_columns(
         writer = csv.writer(out)
         writer.writerow([table.header[i] for i in keep])
         for row in table.rows:
-            values = row.values if isinstance(row.values, list | tuple) else ()
-            writer.writerow([unescape_cell(_text(values, i)) for i in keep])
+            values = row.values
+            if isinstance(values, Mapping):  # NDJSON: the line's keys name the columns
+                values = [values.get(name) for name in table.header]
+            writer.writerow([unescape_cell(_text(values or (), i)) for i in keep])
     digest = hashlib.sha256()
     with target.open("rb") as written:
         for block in iter(lambda: written.read(1 << 20), b""):
@@ -147,6 +149,6 @@ def _write_source_columns(
     return digest.hexdigest(), target.stat().st_size
 
 
-def _text(values: tuple[Any, ...] | list[Any], position: int) -> str:
+def _text(values: Sequence[Any], position: int) -> str:
     value = values[position] if position < len(values) else None
     return "" if value is None else value if isinstance(value, str) else str(value)
