@@ -90,6 +90,7 @@ async def start_import(request: web.Request) -> web.Response:
         entity=wanted.entity,
         operation=wanted.operation.value,
         webhook_url=wanted.webhook_url,
+        options=wanted.options,
     )
     chunk_rows = services.settings.import_chunk_rows
     event = import_event(job, wanted, file_row, options, chunk_rows)
@@ -210,7 +211,13 @@ async def _check_mapping(
 ) -> None:
     header = await _header(services, file_row, options, wanted)
     try:
-        plan_import(definition, options.content, header, wanted.field_mappings)
+        plan_import(
+            definition,
+            options.content,
+            header,
+            wanted.field_mappings,
+            wanted.options.default_targets,
+        )
     except InvalidInput as exc:
         raise _invalid(exc.errors) from exc
 
