@@ -286,6 +286,13 @@ def _default(
         message = f"The defaults name {path!r}: write the field path as {target.path!r}"
         errors.append(ApiError(ErrorCode.UnknownField, message, field=member))
         return None
+    if target.path == definition.key_field:
+        message = (
+            f"{definition.key_field} is the key of {definition.name}: every record needs its "
+            "own, so it cannot have a default"
+        )
+        errors.append(ApiError(ErrorCode.InvalidValue, message, field=member))
+        return None
     problem = _target_problem(target, value)
     if problem is not None:
         errors.append(ApiError(ErrorCode.InvalidFieldType, problem, field=member))

@@ -75,6 +75,8 @@ def defaults_schema(definition: EntityDefinition) -> js.Schema:
     patterns: dict[str, js.Schema] = {}
     for field in definition.fields:
         spec = field.value
+        if field.name == definition.key_field:
+            continue  # every record needs its own key
         if _scalar(spec):
             properties[field.name] = value_schema(spec, forbidden)
         elif _array_of_records(spec):

@@ -93,6 +93,7 @@ def test_every_option_is_taken() -> None:
             [("InvalidFormat", "defaults.addresses.0.country")],
         ),
         ({"defaults": {"firstName": 7}}, [("InvalidFieldType", "defaults.firstName")]),
+        ({"defaults": {"externalId": "k"}}, [("InvalidValue", "defaults.externalId")]),
     ],
 )
 def test_a_bad_option_is_refused_with_its_member_named(
