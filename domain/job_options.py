@@ -230,6 +230,8 @@ def _error_rate(value: object, errors: list[ApiError]) -> float | None:
 def _min_records(value: object, rate: float | None, errors: list[ApiError]) -> int:
     if value is None:
         return DEFAULT_MIN_RECORDS
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 1000.0 is a whole number, as JSON Schema's integer says
     if isinstance(value, bool) or not isinstance(value, int):
         message = f"min_records must be a whole number, got {json_type_of(value)}"
         errors.append(ApiError(ErrorCode.InvalidFieldType, message, field="min_records"))

@@ -62,6 +62,7 @@ def test_every_option_is_taken() -> None:
     )
     assert taken.defaults_json() == {"company": "ACME", "addresses.0.type": "home"}
     assert options(max_error_rate=0).min_records == 1000  # the default of §8
+    assert options(max_error_rate=0.5, min_records=250.0).min_records == 250
 
 
 @pytest.mark.parametrize(
