@@ -96,6 +96,7 @@ async def start_import(request: web.Request) -> web.Response:
         operation=wanted.operation.value,
         webhook_url=wanted.webhook_url,
         parent_job_id=parent.job_id if parent else None,
+        options=wanted.options,
     )
     chunk_rows = services.settings.import_chunk_rows
     event = import_event(job, wanted, file_row, options, chunk_rows)
@@ -216,7 +217,13 @@ async def _check_mapping(
 ) -> None:
     header = await _header(services, file_row, options, wanted)
     try:
-        plan_import(definition, options.content, header, wanted.field_mappings)
+        plan_import(
+            definition,
+            options.content,
+            header,
+            wanted.field_mappings,
+            wanted.options.default_targets,
+        )
     except InvalidInput as exc:
         raise _invalid(exc.errors) from exc
 

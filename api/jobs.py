@@ -83,6 +83,7 @@ async def _submit(request: web.Request, max_records: int, *, hint: str) -> Accep
         webhook_url=bulk.webhook_url,
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         request_hash=request_fingerprint(request.method, bulk.entity, raw),
+        options=bulk.options,
     )
     definition = services.registry.get(bulk.entity)
 
@@ -150,6 +151,7 @@ def request_chunks(
     chunk_count = max(1, -(-total // chunk_records))
     submitted_at = datetime.now(UTC)
     branch = definition.avro_schema["name"]
+    options = request.options.as_message()
     for chunk_index in range(chunk_count):
         first = chunk_index * chunk_records
         yield BulkRequestChunk(
@@ -163,6 +165,7 @@ def request_chunks(
             chunk_count=chunk_count,
             total=total,
             first_index=first,
+            **options,
             records=[
                 (branch, encodable_record(definition, record))
                 for record in records[first : first + chunk_records]

@@ -17,6 +17,7 @@ A file import's failed rows are better fixed in its failure report and imported 
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from typing import Any, cast
 
@@ -31,6 +32,7 @@ from bulk_ingest.kafka import OutgoingMessage
 from domain.bulk_requests import BulkRequest, Operation
 from domain.entities import EntityDefinition
 from domain.errors import ErrorCode
+from domain.job_options import options_from_row
 from domain.job_view import API_PREFIX, job_url
 from domain.jobs import is_terminal
 from domain.report_rows import without_nulls
@@ -55,6 +57,8 @@ async def retry_job(request: web.Request) -> web.Response:
         operation=Operation(parent["operation"]),
         records=records,
         webhook_url=parent["webhook_url"],
+        # The parent's options, but not its breaker: a retry is of the failed records only.
+        options=dataclasses.replace(options_from_row(parent), max_error_rate=None),
     )
     job = job_store.NewJob(
         job_id=str(uuid.uuid4()),
@@ -67,6 +71,7 @@ async def retry_job(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key") or None,
         request_hash=request_fingerprint("POST", f"retry/{parent_id}", raw),
         parent_job_id=parent_id,
+        options=bulk.options,
     )
 
     def messages() -> list[OutgoingMessage]:

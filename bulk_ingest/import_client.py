@@ -77,6 +77,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the file is that import's failure report, fixed: import its rows with the job's "
         "mapping, entity and operation",
     )
+    parser.add_argument(
+        "--default",
+        action="append",
+        default=[],
+        metavar="FIELD=TEXT",
+        help='a text for a field rows leave empty ("addresses.0.type=home"); repeat for more',
+    )
+    parser.add_argument(
+        "--default-value",
+        action="append",
+        default=[],
+        metavar="FIELD=JSON",
+        help="a number or boolean for a field rows leave empty (price=0, active=true)",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="validate and report only; write nothing"
+    )
+    parser.add_argument(
+        "--max-error-rate",
+        type=float,
+        metavar="RATE",
+        help="stop once more than this fraction of the rows failed (0.1 = 10 %%)",
+    )
+    parser.add_argument(
+        "--min-records", type=int, metavar="N", help="rows processed before the rate counts"
+    )
+    parser.add_argument(
+        "--no-outcome-events",
+        action="store_true",
+        help="send no per-record events on bulk.outcomes (job events still flow)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the upload until deleted")
     parser.add_argument("--wait", action="store_true", help="follow the import to its end")
     parser.add_argument("--report", type=Path, help="where to save the failure report (--wait)")
@@ -94,6 +125,29 @@ def parse_mappings(items: list[str]) -> dict[str, str | None]:
     return mappings
 
 
+def parse_defaults(texts: list[str], values: list[str]) -> dict[str, Any]:
+    """``--default`` (text as given) and ``--default-value`` (a JSON number or boolean)."""
+    defaults: dict[str, Any] = {}
+    for item in texts:
+        field, sep, text = item.partition("=")
+        if not sep or not field:
+            raise ClientError(f"--default {item!r} must look like 'field=text'")
+        defaults[field.strip()] = text
+    for item in values:
+        field, sep, raw = item.partition("=")
+        try:
+            value = json.loads(raw) if sep and field else None
+        except ValueError:
+            value = None
+        if isinstance(value, str) or value is None or isinstance(value, list | dict):
+            raise ClientError(
+                f"--default-value {item!r} must look like 'field=0' or 'field=true' "
+                "(use --default for text)"
+            )
+        defaults[field.strip()] = value
+    return defaults
+
+
 def import_body(args: argparse.Namespace, file_id: str) -> dict[str, Any]:
     body: dict[str, Any] = {"file_id": file_id}
     optional = {
@@ -107,6 +161,11 @@ def import_body(args: argparse.Namespace, file_id: str) -> dict[str, Any]:
         "upsert_key": args.upsert_key,
         "webhook_url": args.webhook_url,
         "exclusive": True if args.exclusive else None,
+        "defaults": parse_defaults(args.default, args.default_value) or None,
+        "dry_run": True if args.dry_run else None,
+        "max_error_rate": args.max_error_rate,
+        "min_records": args.min_records,
+        "outcome_events": False if args.no_outcome_events else None,
     }
     body.update({name: value for name, value in optional.items() if value is not None})
     return body

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.jobs import JobStatus, is_terminal
+from storage import job_sweeps
 from storage import jobs as job_store
 from storage import webhooks as webhook_store
 from storage.reports import ReportStore
@@ -85,7 +86,7 @@ class MissedWebhookSweep:
 
     async def sweep_once(self, now: datetime) -> int:
         async with self._engine.begin() as conn:
-            missing = await job_store.jobs_missing_delivery(
+            missing = await job_sweeps.jobs_missing_delivery(
                 conn,
                 completed_after=now - self._horizon,
                 completed_before=now - timedelta(seconds=SWEEP_GRACE_SECONDS),

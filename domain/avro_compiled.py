@@ -9,7 +9,8 @@ pipeline, so this is where a large part of its CPU went.
 
 The compiled functions are only a fast path, for the schema a codec writes with and for payloads
 written with that same schema; anything they do not handle the way fastavro would — a datum
-they cannot encode (a union with several non-null branches and no ``(name, value)`` tuple, a
+they cannot encode (a union with several non-null branches and no ``(name, value)`` tuple —
+unless they are all primitive and the value's class picks one — a
 naive datetime, a value of the wrong type), a payload they find corrupt or truncated — makes
 them raise, and :class:`domain.codec.AvroCodec` then asks fastavro, whose answer (bytes, datum
 or error) stands. Writer-schema resolution (an older writer) is always fastavro's.
@@ -243,9 +244,32 @@ def _encode_union(src: _Source, branches: list[Any], value: str) -> None:
         src.line(f"out += {write_long(others[0])!r}")
         _encode(src, resolved[others[0]], value)
         src.depth -= 1
+    elif all(names[i] in _BY_CLASS for i in others):
+        _encode_primitive_union(src, names, resolved, value)
     else:
         src.line("else:")
         src.line("    raise Unsupported('a union of several types needs a (name, value) tuple')")
+
+
+_BY_CLASS = {"string": ("str",), "boolean": ("bool",), "long": ("int",), "double": ("int", "float")}
+"""Primitive branches a plain value picks by its Python class, as fastavro does (the first
+branch, in order, that takes it: a bool is never a long, an int may be a double)."""
+
+
+def _encode_primitive_union(
+    src: _Source, names: list[str], resolved: list[Any], value: str
+) -> None:
+    for python_class in ("str", "bool", "int", "float"):
+        index = next((i for i, n in enumerate(names) if python_class in _BY_CLASS.get(n, ())), None)
+        if index is None:
+            continue
+        src.line(f"elif {value}.__class__ is {python_class}:")
+        src.depth += 1
+        src.line(f"out += {write_long(index)!r}")
+        _encode(src, resolved[index], value)
+        src.depth -= 1
+    src.line("else:")
+    src.line("    raise Unsupported('no union branch for this value')")
 
 
 # --- decoding -------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """A bulk request (``POST /{entity}/bulk[/async]``), checked at the gateway: shape, limits,
-operation, webhook URL syntax, and every record's basic checks (:mod:`domain.validation`).
+operation, webhook URL syntax, the job options (:mod:`domain.job_options`) and every record's
+basic checks (:mod:`domain.validation`), after its defaults are filled in.
 
 :func:`validate_bulk_request` collects every error (first encountered first, at most 100) and
 raises one :class:`~domain.errors.InvalidInput`.
@@ -15,9 +16,10 @@ from urllib.parse import urlsplit
 
 from domain.entities import EntityDefinition, EntityRegistry
 from domain.errors import MAX_ERRORS, ApiError, ErrorCode, InvalidInput
+from domain.job_options import OPTION_FIELDS, JobOptions, parse_job_options, with_defaults
 from domain.validation import basic_check, basic_record_errors, json_type_of, shown_value
 
-REQUEST_FIELDS = frozenset({"records", "operation", "webhook_url"})
+REQUEST_FIELDS = frozenset({"records", "operation", "webhook_url"}) | OPTION_FIELDS
 MAX_WEBHOOK_URL_LENGTH = 2048
 
 
@@ -37,6 +39,7 @@ class BulkRequest:
     operation: Operation
     records: tuple[dict[str, Any], ...]
     webhook_url: str | None
+    options: JobOptions
 
 
 def validate_bulk_request(
@@ -63,11 +66,14 @@ def validate_bulk_request(
     )
     operation = _collect(errors, lambda: parse_operation(body.get("operation"), default_operation))
     webhook_url = _collect(errors, lambda: parse_webhook_url(body.get("webhook_url")))
-    if definition is not None and records is not None:
+    options = _collect(errors, lambda: parse_job_options(definition, body))
+    if definition is not None and records is not None and options is not None:
+        if options.defaults:
+            records = tuple(with_defaults(r, options.defaults) for r in records)
         _collect_record_errors(errors, definition, records)
-    if errors or definition is None or records is None or operation is None:
+    if errors or definition is None or records is None or operation is None or options is None:
         raise InvalidInput(errors)
-    return BulkRequest(definition.name, operation, records, webhook_url)
+    return BulkRequest(definition.name, operation, records, webhook_url, options)
 
 
 def invalid_json_error(detail: str) -> InvalidInput:

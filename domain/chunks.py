@@ -7,8 +7,9 @@ Whatever ``source`` a chunk claims, the validate stage checks, in this order:
 2. its **bookkeeping** against itself (:func:`parse_chunk`): ``0 <= chunk_index < chunk_count
    <= total``, at least one record, ``first_index >= 0`` and ``first_index + len(records) <=
    total`` (no index twice within it, by construction);
-3. against the **job row** (:func:`job_mismatch`): same tenant, entity, operation and total,
-   and not a file import (those take no chunks) — a chunk that names someone else's job is
+3. against the **job row** (:func:`job_mismatch`): same tenant, entity, operation, total and
+   job options (:mod:`domain.job_options`, checked like a request's in step 1), and not a file
+   import (those take no chunks) — a chunk that names someone else's job is
    refused and that job is left untouched;
 4. against the **chunks the job took before** (:func:`bookkeeping_problem`): the same
    ``chunk_count``, no range overlapping another chunk's, the same range when a chunk index
@@ -27,6 +28,7 @@ from typing import Any
 from domain.bulk_requests import Operation, parse_operation, parse_webhook_url
 from domain.entities import EntityRegistry
 from domain.errors import BulkIngestError, InvalidInput
+from domain.job_options import NO_OPTIONS, JobOptions, options_from_message
 
 
 class InvalidChunk(BulkIngestError):
@@ -57,6 +59,7 @@ class RequestChunk:
     total: int
     first_index: int
     records: Sequence[Any]
+    options: JobOptions = NO_OPTIONS
 
     @property
     def end_index(self) -> int:
@@ -97,6 +100,7 @@ class JobIdentity:
     operation: str
     total: int
     source: str
+    options: JobOptions = NO_OPTIONS
 
 
 def parse_chunk(
@@ -112,6 +116,7 @@ def parse_chunk(
     try:
         operation = parse_operation(decoded.get("operation"), Operation.INSERT)
         webhook_url = parse_webhook_url(decoded.get("webhook_url"))
+        options = options_from_message(registry.get(entity), decoded)
     except InvalidInput as exc:
         raise InvalidChunk("invalid-chunk", exc.errors[0].message) from exc
     total = decoded.get("total")
@@ -131,6 +136,7 @@ def parse_chunk(
         total=total,
         first_index=_int(decoded.get("first_index")),
         records=records if isinstance(records, list) else [],
+        options=options,
     )
     problem = _self_inconsistency(chunk)
     if problem is not None:
@@ -181,6 +187,8 @@ def job_mismatch(chunk: RequestChunk, job: JobIdentity) -> str | None:
     for name, expected, got in zip(names, theirs, ours, strict=True):
         if expected != got:
             return f"job {chunk.job_id} has another {name} than this chunk"
+    if job.options.identity() != chunk.options.identity():
+        return f"job {chunk.job_id} has other job options than this chunk"
     return None
 
 

@@ -47,6 +47,7 @@ class ErrorCode(StrEnum):
     JobCancelled = "JobCancelled"
     RecordNotProcessed = "RecordNotProcessed"
     RecordNotReceived = "RecordNotReceived"
+    ErrorRateExceeded = "ErrorRateExceeded"
     # API errors that concern no record.
     Unauthorized = "Unauthorized"
     NotFound = "NotFound"

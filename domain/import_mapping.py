@@ -100,9 +100,15 @@ class ColumnMapping:
 
 
 def plan_columns(
-    definition: EntityDefinition, header: Sequence[str], field_mappings: Mapping[str, str | None]
+    definition: EntityDefinition,
+    header: Sequence[str],
+    field_mappings: Mapping[str, str | None],
+    filled: Sequence[tuple[str | int, ...]] = (),
 ) -> ColumnMapping:
-    """Map the header's columns to fields; raise InvalidInput with every header-level problem."""
+    """Map the header's columns to fields; raise InvalidInput with every header-level problem.
+
+    ``filled`` are the field paths the job's defaults fill: a required field among them may be
+    left unmapped."""
     errors: list[ApiError] = []
     explicit = _explicit_columns(definition, header, field_mappings, errors)
     mentioned = {column.position for column in explicit} | _skipped(header, field_mappings)
@@ -114,7 +120,7 @@ def plan_columns(
     ]
     mapped = sorted([*explicit, *defaults], key=lambda c: c.position)
     errors.extend(_conflicts(mapped))
-    errors.extend(_unmapped_required(definition, [c.target for c in mapped], header))
+    errors.extend(_unmapped_required(definition, [c.target for c in mapped], header, filled))
     if errors:
         raise InvalidInput(errors)
     return ColumnMapping(tuple(mapped))
@@ -213,10 +219,14 @@ def _conflicts(mapped: Sequence[MappedColumn]) -> list[ApiError]:
 
 
 def _unmapped_required(
-    definition: EntityDefinition, targets: Sequence[TargetPath], header: Sequence[str]
+    definition: EntityDefinition,
+    targets: Sequence[TargetPath],
+    header: Sequence[str],
+    filled: Sequence[tuple[str | int, ...]],
 ) -> list[ApiError]:
-    """Required fields of the record, and of each array item a column feeds, left unmapped."""
-    mapped = [t.steps for t in targets]
+    """Required fields of the record, and of each array item a column feeds, left unmapped
+    (and not filled by a default)."""
+    mapped = [t.steps for t in targets] + list(filled)
     records: dict[tuple[str | int, ...], ValueSpec] = {(): definition.record}
     for target in targets:
         spec = definition.record
@@ -303,8 +313,10 @@ def plan_import(
     content: FileFormat | None,
     header: Sequence[str],
     field_mappings: Mapping[str, str | None],
+    filled: Sequence[tuple[str | int, ...]] = (),
 ) -> ImportPlan:
-    """The plan for rows of ``content`` (None: an XLSX sheet); InvalidInput for a bad mapping."""
+    """The plan for rows of ``content`` (None: an XLSX sheet); InvalidInput for a bad mapping.
+    ``filled``: the field paths the job's defaults fill (see :func:`plan_columns`)."""
     if content is FileFormat.NDJSON:
         return plan_keys(definition, header, field_mappings)
-    return plan_columns(definition, header, field_mappings)
+    return plan_columns(definition, header, field_mappings, filled)

@@ -15,22 +15,26 @@ from typing import Any
 from domain.bulk_requests import Operation, parse_operation, parse_webhook_url
 from domain.entities import EntityDefinition, EntityRegistry
 from domain.errors import ApiError, ErrorCode, InvalidInput
+from domain.job_options import NO_OPTIONS, OPTION_FIELDS, JobOptions, parse_job_options
 
-IMPORT_FIELDS = frozenset(
-    {
-        "file_id",
-        "sha256",
-        "entity",
-        "operation",
-        "field_mappings",
-        "upsert_key",
-        "webhook_url",
-        "exclusive",
-        "sheet",
-        "encoding",
-        "delimiter",
-        "retry_of",  # the gateway's (api.import_retry): it fills the rest from that job
-    }
+IMPORT_FIELDS = (
+    frozenset(
+        {
+            "file_id",
+            "sha256",
+            "entity",
+            "operation",
+            "field_mappings",
+            "upsert_key",
+            "webhook_url",
+            "exclusive",
+            "sheet",
+            "encoding",
+            "delimiter",
+            "retry_of",  # the gateway's (api.import_retry): it fills the rest from that job
+        }
+    )
+    | OPTION_FIELDS
 )
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
 UUID_PATTERN = re.compile(
@@ -56,6 +60,7 @@ class ImportRequest:
     sheet: str | None
     encoding: str | None
     delimiter: str | None
+    options: JobOptions = NO_OPTIONS
 
 
 def parse_import_request(registry: EntityRegistry, body: object) -> ImportRequest:
@@ -89,7 +94,8 @@ def parse_import_request(registry: EntityRegistry, body: object) -> ImportReques
     delimiter = collect(lambda: _delimiter(body.get("delimiter")))
     if definition is not None:
         collect(lambda: _upsert_key(definition, body.get("upsert_key")))
-    if errors or definition is None or operation is None or mappings is None:
+    options = collect(lambda: parse_job_options(definition, body))
+    if errors or definition is None or operation is None or mappings is None or options is None:
         raise InvalidInput(errors)
     return ImportRequest(
         entity=definition.name,
@@ -102,6 +108,7 @@ def parse_import_request(registry: EntityRegistry, body: object) -> ImportReques
         sheet=sheet,
         encoding=encoding,
         delimiter=delimiter,
+        options=options,
     )
 
 

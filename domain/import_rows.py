@@ -18,9 +18,10 @@ from fastavro.validation import validate as avro_valid
 
 from domain.entities import EntityDefinition, ValueKind, ValueSpec
 from domain.errors import ErrorCode
-from domain.file_types import SourceRow
-from domain.import_mapping import ColumnMapping, ImportPlan, KeyMapping, TargetPath
-from domain.messages import RoutedRecord
+from domain.file_types import FileFormat, ReadOptions, RowTable, SourceRow
+from domain.import_mapping import ColumnMapping, ImportPlan, KeyMapping, TargetPath, plan_import
+from domain.job_options import NO_OPTIONS, FieldDefault, JobOptions, with_defaults
+from domain.messages import ImportRequested, RoutedRecord
 from domain.outcomes import RecordFailure
 from domain.semantics import semantic_error
 from domain.text import storable
@@ -58,10 +59,12 @@ class RowRouter:
         definition: EntityDefinition,
         mapping: ImportPlan,
         reference_types: Mapping[str, frozenset[str]],
+        defaults: Sequence[FieldDefault] = (),
     ) -> None:
         self._definition = definition
         self._mapping = mapping
         self._references = reference_types
+        self._defaults = defaults
         if isinstance(mapping, ColumnMapping):
             self._columns = [
                 (c.position, c.target, _converter(c.target.spec)) for c in mapping.columns
@@ -79,6 +82,8 @@ class RowRouter:
             unreadable = RecordFailure(row.code, f"{where}: {row.problem}")
             return self._routed(index, row, None, unreadable)
         record, failure = self._record(row, index)
+        if self._defaults:
+            record = with_defaults(record, self._defaults)
         if failure is None:
             failure = self._basic_failure(record, row.line, index)
         if failure is None:
@@ -339,3 +344,37 @@ def _as_text(raw: object) -> str:
     if isinstance(raw, datetime.date | datetime.time):
         return raw.isoformat()
     raise CellProblem("text")
+
+
+def read_options_of(request: ImportRequested) -> ReadOptions:
+    file_format = FileFormat(request.format)
+    content = request.content
+    if file_format is FileFormat.ZIP:
+        inner: FileFormat | None = FileFormat(content or "csv")
+    elif file_format is FileFormat.XLSX:
+        inner = None
+    else:
+        inner = file_format
+    return ReadOptions(
+        format=file_format,
+        content=inner,
+        encoding=request.encoding,
+        delimiter=request.delimiter,
+        sheet=request.sheet,
+        member=request.member,
+    )
+
+
+def router_for(
+    definition: EntityDefinition,
+    table: RowTable,
+    options: ReadOptions,
+    field_mappings: Mapping[str, str | None],
+    reference_types: Mapping[str, frozenset[str]],
+    job_options: JobOptions = NO_OPTIONS,
+) -> RowRouter:
+    """The same mapping the gateway checked, derived again from the header (pure, so equal)."""
+    plan = plan_import(
+        definition, options.content, table.header, field_mappings, job_options.default_targets
+    )
+    return RowRouter(definition, plan, reference_types, job_options.defaults)

@@ -99,6 +99,53 @@ def _moment(name: str) -> Callable[[JobSource], Any]:
 _TIME = js.nullable(js.TIMESTAMP)
 _COUNTS = ("total", "processed", "successful", "failed", "skipped")
 
+
+def _option(name: str, absent: Any) -> Callable[[JobSource], Any]:
+    return lambda source: source.job.get(name, absent)
+
+
+OPTION_VIEW_FIELDS: tuple[ViewField[JobSource], ...] = (
+    ViewField(
+        "dry_run",
+        {"type": "boolean", "description": "Validated and reported only: nothing was written"},
+        _option("dry_run", False),
+    ),
+    ViewField(
+        "outcome_events",
+        {"type": "boolean", "description": "Whether per-record events go on bulk.outcomes"},
+        _option("outcome_events", True),
+    ),
+    ViewField(
+        "defaults",
+        js.obj(
+            {},
+            description="Field path → the value filling it where records leave it absent or null",
+            additionalProperties={"type": ["string", "number", "boolean"]},
+        ),
+        _option("defaults", None),
+        not_none,
+    ),
+    ViewField(
+        "max_error_rate",
+        {
+            "type": "number",
+            "minimum": 0,
+            "exclusiveMaximum": 1,
+            "description": "The error-rate breaker's threshold",
+        },
+        _option("max_error_rate", None),
+        not_none,
+    ),
+    ViewField(
+        "min_records",
+        js.integer("Records processed before the breaker is checked", minimum=1),
+        _option("min_records", None),
+        not_none,
+    ),
+)
+"""The job's options (design.md §8, :mod:`domain.job_options`); the breaker's only when set."""
+
+
 JOB_FIELDS: tuple[ViewField[JobSource], ...] = (
     ViewField("job_id", js.UUID, _row("job_id")),
     ViewField("entity", js.string("The entity the records are"), _row("entity")),
@@ -133,6 +180,7 @@ JOB_FIELDS: tuple[ViewField[JobSource], ...] = (
         js.nullable(js.string("The job this one retries; null for others", format="uuid")),
         lambda source: source.job.get("parent_job_id"),
     ),
+    *OPTION_VIEW_FIELDS,
     ViewField("created_at", js.TIMESTAMP, _moment("created_at")),
     ViewField("started_at", _TIME, _moment("started_at")),
     ViewField("completed_at", _TIME, _moment("completed_at")),

@@ -73,6 +73,11 @@ class BulkRequestChunk(_Flat):
     chunk_count: int
     total: int
     first_index: int
+    dry_run: bool
+    defaults: Sequence[Mapping[str, Any]]
+    max_error_rate: float | None
+    min_records: int | None
+    outcome_events: bool
     records: Sequence[Any]
     submitted_at: datetime
 

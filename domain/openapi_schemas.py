@@ -30,6 +30,7 @@ from domain.job_view import (
     WEBHOOK_FIELDS,
 )
 from domain.json_schema import view_schema
+from domain.openapi_options import MIN_RECORDS_NEEDS_RATE, option_properties
 from domain.record_schema import record_schema
 from domain.retry import MAX_CODES
 
@@ -68,8 +69,8 @@ def schemas(registry: EntityRegistry, limits: Limits) -> dict[str, js.Schema]:
     for definition in entities:
         name = entity_component(definition)
         found[name] = record_schema(definition)
-        found[f"{name}BulkRequest"] = bulk_request(name, limits.max_async_records)
-        found[f"{name}SyncBulkRequest"] = bulk_request(name, limits.max_sync_records)
+        found[f"{name}BulkRequest"] = bulk_request(definition, limits.max_async_records)
+        found[f"{name}SyncBulkRequest"] = bulk_request(definition, limits.max_sync_records)
     job = job_schema(registry)
     found.update(
         Job=job,
@@ -122,14 +123,16 @@ def with_results(job: js.Schema) -> js.Schema:
     return schema
 
 
-def bulk_request(component: str, max_records: int) -> js.Schema:
+def bulk_request(definition: EntityDefinition, max_records: int) -> js.Schema:
+    component = entity_component(definition)
     properties = {
         "records": js.array(js.ref(component), minItems=1, maxItems=max_records),
         "operation": OPERATION,
         "webhook_url": WEBHOOK_URL,
+        **option_properties(definition),
     }
     assert set(properties) == REQUEST_FIELDS  # every member validation takes, no other
-    return js.obj(properties, ["records"], additionalProperties=False)
+    return js.obj(properties, ["records"], additionalProperties=False, **MIN_RECORDS_NEEDS_RATE)
 
 
 def import_request(registry: EntityRegistry) -> js.Schema:
@@ -175,6 +178,7 @@ def import_request(registry: EntityRegistry) -> js.Schema:
                 pattern=f"^(?:{UUID_PATTERN.pattern})$",
             )
         ),
+        **option_properties(None),
     }
     assert set(properties) == IMPORT_FIELDS  # every member the parser takes, no other
     one_file = [
@@ -189,7 +193,11 @@ def import_request(registry: EntityRegistry) -> js.Schema:
         ]
     }
     return js.obj(
-        properties, [], additionalProperties=False, oneOf=one_file, allOf=[*keys, entity_known]
+        properties,
+        [],
+        additionalProperties=False,
+        oneOf=one_file,
+        allOf=[*keys, entity_known, MIN_RECORDS_NEEDS_RATE],
     )
 
 

@@ -49,6 +49,11 @@ def record_schema(definition: EntityDefinition) -> js.Schema:
     return schema
 
 
+def value_schema(spec: ValueSpec, forbidden: ForbiddenCharacters) -> js.Schema:
+    """The JSON Schema of one value held to ``spec`` on its own (a job's default for it)."""
+    return _value(spec, spec.forbidden or forbidden)
+
+
 def _record(spec: ValueSpec, forbidden: ForbiddenCharacters) -> js.Schema:
     properties = {field.name: _field(field, forbidden) for field in spec.fields}
     required = [field.name for field in spec.fields if field.required]

@@ -45,6 +45,14 @@ def basic_check(definition: EntityDefinition) -> Check:
     return _passes(definition.record)
 
 
+def value_errors(spec: ValueSpec, value: Any, path: str, subject: str) -> list[ApiError]:
+    """Every basic error of one value held at ``path`` (as in a record); ``subject`` starts each
+    message (``The default for email``)."""
+    findings = _Findings(subject, 0)
+    _check_value(spec, value, path, findings)
+    return [ApiError(e.error_code, e.message, field=e.field) for e in findings.errors]
+
+
 def record_basic_failure(
     definition: EntityDefinition, record: object, index: int
 ) -> ApiError | None:

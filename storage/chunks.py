@@ -52,7 +52,7 @@ class Admission:
 
 
 def identity_of(job: JobRow) -> JobIdentity:
-    return JobIdentity(job.tenant_id, job.entity, job.operation, job.total, job.source)
+    return JobIdentity(job.tenant_id, job.entity, job.operation, job.total, job.source, job.options)
 
 
 async def admit_chunk(
@@ -95,6 +95,7 @@ async def _register_and_read(
         total=chunk.total,
         webhook_url=chunk.webhook_url,
         status=JobStatus.READY,
+        options=chunk.options,
     )
     async with conn.pipeline():
         taken = await conn.execute(

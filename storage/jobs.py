@@ -18,7 +18,9 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
+from domain.job_options import NO_OPTIONS, JobOptions, options_from_row
 from domain.jobs import TERMINAL_STATUSES, JobProgress, JobStatus, allowed_transition, is_terminal
 from storage.connection import Connection, driver
 
@@ -35,7 +37,8 @@ COLUMNS = (
     "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, "
     "total, processed, successful, failed, skipped, webhook_url, idempotency_key, request_hash, "
     "failure_reason, report_path, results_path, started_at, completed_at, created_at, "
-    "updated_at, abandoned_at, accepted_seq, cancel_requested_at, "
+    "updated_at, abandoned_at, accepted_seq, cancel_requested_at, dry_run, defaults, "
+    "max_error_rate, min_records, outcome_events, error_rate_tripped_at, "
     "parent_job_id::text AS parent_job_id"
 )
 
@@ -82,6 +85,26 @@ class NewJob:
     status: str = JobStatus.PENDING
     parent_job_id: str | None = None
     """The terminal job whose failed and skipped records this one retries."""
+    options: JobOptions = NO_OPTIONS
+
+    def params(self) -> dict[str, Any]:
+        """The statement parameters of its row (the options as their columns)."""
+        options = self.options
+        return {
+            **{k: v for k, v in self.__dict__.items() if k != "options"},
+            "status": str(self.status),
+            "dry_run": options.dry_run,
+            "defaults": Jsonb(options.defaults_json()) if options.defaults else None,
+            "max_error_rate": options.max_error_rate,
+            "min_records": options.min_records if options.max_error_rate is not None else None,
+            "outcome_events": options.outcome_events,
+        }
+
+
+_OPTION_COLUMNS = "dry_run, defaults, max_error_rate, min_records, outcome_events"
+_OPTION_VALUES = (
+    "%(dry_run)s, %(defaults)s, %(max_error_rate)s, %(min_records)s, %(outcome_events)s"
+)
 
 
 async def insert_job(conn: Connection, job: NewJob) -> None:
@@ -89,10 +112,11 @@ async def insert_job(conn: Connection, job: NewJob) -> None:
     await _run(
         conn,
         "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
-        "webhook_url, idempotency_key, request_hash, parent_job_id) VALUES (%(job_id)s, "
-        "%(tenant_id)s, %(entity)s, %(operation)s, %(source)s, %(status)s, %(total)s, "
-        "%(webhook_url)s, %(idempotency_key)s, %(request_hash)s, %(parent_job_id)s)",
-        {**job.__dict__, "status": str(job.status)},
+        f"webhook_url, idempotency_key, request_hash, parent_job_id, {_OPTION_COLUMNS}) VALUES "
+        "(%(job_id)s, %(tenant_id)s, %(entity)s, %(operation)s, %(source)s, %(status)s, "
+        "%(total)s, %(webhook_url)s, %(idempotency_key)s, %(request_hash)s, %(parent_job_id)s, "
+        f"{_OPTION_VALUES})",
+        job.params(),
     )
     await notify(conn, JOB_CHANGED_CHANNEL, job.job_id)
 
@@ -106,14 +130,15 @@ async def register_from_chunk(conn: Connection, job: NewJob) -> tuple[bool, JobR
         conn,
         "WITH tenant AS (SELECT tenant_id FROM tenants WHERE tenant_id = %(tenant_id)s), "
         "registered AS (INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, "
-        "total, webhook_url) SELECT %(job_id)s, tenant_id, %(entity)s, %(operation)s, "
-        "%(source)s, %(status)s, %(total)s, %(webhook_url)s FROM tenant "
+        f"total, webhook_url, {_OPTION_COLUMNS}) SELECT %(job_id)s, tenant_id, %(entity)s, "
+        f"%(operation)s, %(source)s, %(status)s, %(total)s, %(webhook_url)s, {_OPTION_VALUES} "
+        "FROM tenant "
         f"ON CONFLICT (job_id) DO NOTHING RETURNING {_ROW}), "
         f"job AS (SELECT * FROM registered UNION ALL SELECT {_ROW} FROM jobs "
         "WHERE job_id = %(job_id)s AND NOT EXISTS (SELECT 1 FROM registered)) "
         "SELECT (SELECT count(*) FROM tenant) > 0 AS tenant_exists, job.* "
         "FROM (SELECT 1) AS one LEFT JOIN job ON true",
-        {**job.__dict__, "status": str(job.status)},
+        job.params(),
     )
     assert row is not None
     if not row["tenant_exists"] or row["job_id"] is None:
@@ -179,6 +204,7 @@ class JobRow:
     source: str
     status: JobStatus
     total: int
+    options: JobOptions = NO_OPTIONS
 
     @property
     def terminal(self) -> bool:
@@ -186,7 +212,8 @@ class JobRow:
 
 
 _ROW = (
-    "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, total"
+    "job_id::text AS job_id, tenant_id::text AS tenant_id, entity, operation, source, status, "
+    f"total, {_OPTION_COLUMNS}"
 )
 
 
@@ -199,6 +226,7 @@ def _job_row(row: Job) -> JobRow:
         row["source"],
         JobStatus(row["status"]),
         int(row["total"]),
+        options_from_row(row),
     )
 
 
@@ -219,6 +247,8 @@ class LockedJob(NamedTuple):
     status: JobStatus
     accepted_seq: int
     created_at: datetime
+    dry_run: bool = False
+    outcome_events: bool = True
 
 
 async def lock_for_batch(conn: Connection, job_ids: Iterable[str]) -> dict[str, LockedJob]:
@@ -231,12 +261,18 @@ async def lock_for_batch(conn: Connection, job_ids: Iterable[str]) -> dict[str, 
     """
     rows = await all_rows(
         conn,
-        "SELECT job_id::text AS job_id, status, accepted_seq, created_at FROM jobs "
-        "WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id FOR KEY SHARE",
+        "SELECT job_id::text AS job_id, status, accepted_seq, created_at, dry_run, "
+        "outcome_events FROM jobs WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id FOR KEY SHARE",
         [sorted(set(job_ids))],
     )
     return {
-        r["job_id"]: LockedJob(JobStatus(r["status"]), int(r["accepted_seq"]), r["created_at"])
+        r["job_id"]: LockedJob(
+            JobStatus(r["status"]),
+            int(r["accepted_seq"]),
+            r["created_at"],
+            bool(r["dry_run"]),
+            bool(r["outcome_events"]),
+        )
         for r in rows
     }
 
@@ -247,19 +283,28 @@ class Pace(NamedTuple):
     status: JobStatus
     processed: int
     cancel_requested: bool
+    error_rate_tripped: bool = False
 
 
 async def pace_of(conn: Connection, job_id: str) -> Pace:
     """The :class:`Pace` of a job, for an import pacing itself (gone: INTERNAL_FAILURE)."""
     row = await one_row(
         conn,
-        "SELECT status, processed, cancel_requested_at IS NOT NULL AS cancel FROM jobs "
-        "WHERE job_id = %s",
+        "SELECT status, processed, cancel_requested_at IS NOT NULL AS cancel, "
+        "error_rate_tripped_at IS NOT NULL AS tripped FROM jobs WHERE job_id = %s",
         [job_id],
     )
     if row is None:
         return Pace(JobStatus.INTERNAL_FAILURE, 0, cancel_requested=False)
-    return Pace(JobStatus(row["status"]), int(row["processed"]), bool(row["cancel"]))
+    return Pace(
+        JobStatus(row["status"]), int(row["processed"]), bool(row["cancel"]), bool(row["tripped"])
+    )
+
+
+async def note_error_rate_trip(conn: Connection, job_id: str) -> None:
+    """The breaker tripped on an import still reading its file: its reader stops and ends it."""
+    sql = "UPDATE jobs SET error_rate_tripped_at = coalesce(error_rate_tripped_at, now()) "
+    await _run(conn, sql + "WHERE job_id = %s AND status <> ALL(%s)", [job_id, list(TERMINAL)])
 
 
 async def request_cancel(conn: Connection, job_id: str) -> bool:
@@ -365,55 +410,6 @@ async def end_job(
     await notify(conn, JOB_CHANGED_CHANNEL, job_id)
     await notify(conn, JOB_TERMINAL_CHANNEL, job_id)
     return True
-
-
-# --- what the sweepers look for ---------------------------------------------------------------
-
-
-async def abandoned_jobs(conn: Connection, limit: int) -> list[tuple[str, str | None]]:
-    """(job id, reason) of live jobs the gateway gave up publishing."""
-    rows = await all_rows(
-        conn,
-        "SELECT job_id::text AS job_id, failure_reason FROM jobs WHERE status = ANY(%s) "
-        "AND abandoned_at IS NOT NULL ORDER BY abandoned_at LIMIT %s",
-        [list(LIVE), limit],
-    )
-    return [(r["job_id"], r["failure_reason"]) for r in rows]
-
-
-async def idle_jobs(conn: Connection, idle_seconds: float, limit: int) -> list[str]:
-    """Live jobs with no progress, no chunk taken and no creation for ``idle_seconds``."""
-    rows = await all_rows(
-        conn,
-        "SELECT job_id::text AS job_id FROM jobs j WHERE status = ANY(%(live)s) "
-        "AND updated_at < now() - %(idle)s * interval '1 second' "
-        "AND created_at < now() - %(idle)s * interval '1 second' "
-        "AND NOT EXISTS (SELECT 1 FROM job_chunks c WHERE c.job_id = j.job_id "
-        "AND c.received_at > now() - %(idle)s * interval '1 second') "
-        "ORDER BY updated_at LIMIT %(limit)s",
-        {"live": list(LIVE), "idle": idle_seconds, "limit": limit},
-    )
-    return [r["job_id"] for r in rows]
-
-
-async def jobs_missing_delivery(
-    conn: Connection, *, completed_after: datetime, completed_before: datetime, limit: int
-) -> list[Job]:
-    """Terminal jobs with a webhook_url and no delivery: what the webhook sweep hands on."""
-    return await all_rows(
-        conn,
-        f"SELECT {', '.join('j.' + c.strip() for c in COLUMNS.split(','))} FROM jobs j "
-        "LEFT JOIN webhook_deliveries d ON d.job_id = j.job_id WHERE j.webhook_url IS NOT NULL "
-        "AND j.completed_at > %(after)s AND j.completed_at <= %(before)s "
-        "AND j.status = ANY(%(terminal)s) AND d.webhook_id IS NULL "
-        "ORDER BY j.completed_at LIMIT %(limit)s",
-        {
-            "after": completed_after,
-            "before": completed_before,
-            "terminal": list(TERMINAL),
-            "limit": limit,
-        },
-    )
 
 
 async def record_report_paths(conn: Connection, job_id: str, report: str, results: str) -> None:

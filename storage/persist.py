@@ -47,6 +47,7 @@ from domain.outcomes import (
 from domain.text import storable, unstorable_character
 from storage import jobs as job_store
 from storage.connection import StageConnection
+from storage.dry_run import decide_dry_runs
 from storage.entity_rows import EntityTableMap
 from storage.errors import VALUE_REFUSED
 from storage.ledger import FILL_PREFIX, LEDGER_COLUMNS, ledger_outcomes, ledger_row, write_ledger
@@ -73,6 +74,8 @@ class PersistedBatch:
     parts: list[BatchPart]  # parts of live jobs, whose counts are durable (new or seen before)
     written: list[Outcome]  # the outcomes this batch stored (not those re-emitted), committed
     accepted_at: Mapping[str, datetime]  # when each live job was accepted (latency metrics)
+    dry_run: frozenset[str] = frozenset()  # jobs that write no entity row
+    silent: frozenset[str] = frozenset()  # jobs whose outcomes get no event (dry or asked so)
 
 
 Encoder = Callable[[Outcome], bytes]
@@ -97,6 +100,8 @@ class _Decided:
     records: dict[tuple[str, int], PendingRecord]
     sequences: dict[str, int]
     accepted_at: dict[str, datetime]
+    dry_run: frozenset[str]
+    silent: frozenset[str]
 
 
 class BatchPersister:
@@ -166,6 +171,8 @@ class BatchPersister:
             round_.live,
             list(round_.decided),
             round_.accepted_at,
+            round_.dry_run,
+            round_.silent,
         )
 
     async def _decide(
@@ -188,8 +195,17 @@ class BatchPersister:
             if key not in done
         ]
         stored = await self._stored_rows(conn, pending)
-        decided, writes = decide_batch(pending, stored, self._key_fields, sequences)
-        return _Decided(live, done, decided, writes, records, sequences, accepted_at)
+        dry = {job_id for job_id, job in jobs.items() if job.dry_run}
+        decided, writes = decide_batch(
+            [r for r in pending if r.job_id not in dry], stored, self._key_fields, sequences
+        )
+        if dry:
+            dry_records = [r for r in pending if r.job_id in dry]
+            decided += await decide_dry_runs(conn, dry_records, stored, self._key_fields, sequences)
+        silent = frozenset(j for j, job in jobs.items() if job.dry_run or not job.outcome_events)
+        return _Decided(
+            live, done, decided, writes, records, sequences, accepted_at, frozenset(dry), silent
+        )
 
     def _encoded(
         self, decided: Sequence[Outcome], records: Mapping[tuple[str, int], PendingRecord]

@@ -89,6 +89,13 @@ jobs = Table(
     *_timestamps(),
     Column("abandoned_at", DateTime(timezone=True)),
     Column("cancel_requested_at", DateTime(timezone=True)),
+    # Job options (design.md §8; domain.job_options).
+    Column("dry_run", Boolean, nullable=False, server_default=text("false")),
+    Column("defaults", JSONB),
+    Column("max_error_rate", Double),
+    Column("min_records", Integer),
+    Column("outcome_events", Boolean, nullable=False, server_default=text("true")),
+    Column("error_rate_tripped_at", DateTime(timezone=True)),
     Column(
         "accepted_seq",
         BigInteger,

@@ -10,6 +10,12 @@ reading its file has no total yet and cancels itself at its next chunk (:mod:`st
 The Faust table keeps each job's last published state so a status change is published once;
 after a crash between the database commit and the publish, the database's terminal row is
 re-published.
+
+The error-rate breaker (``max_error_rate``, ``min_records``) is checked here too, on the counts
+just saved: once it trips, the job's records not yet written are skipped as
+``ErrorRateExceeded`` and it ends like a cancel, with ``FAILED`` or ``COMPLETED_WITH_ERRORS``
+(:meth:`streams.unprocessed.UnprocessedRecords.stop_for_error_rate`); an import still reading
+its file is only marked, and its reader stops at its next chunk and ends it.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from bulk_ingest.dead_letters import DeadLetterQueue, Delivery
 from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.metrics import JOBS
 from bulk_ingest.topics import Topic
+from domain.job_options import error_rate_exceeded, options_from_row
 from domain.jobs import JobProgress, JobStatus, is_terminal
 from domain.messages import JobEvent
 from storage import jobs as job_store
@@ -32,16 +39,24 @@ from storage.jobs import Job
 
 Cancel = Callable[[str], Awaitable[bool]]
 """Skips a job's records not yet written and ends it CANCELLED; True when it ended."""
+Stop = Callable[[str], Awaitable[bool]]
+"""Skips a job's records not yet written as ErrorRateExceeded and ends it; True when it ended."""
 
 
 class JobAggregator:
     def __init__(
-        self, libpq_url: str, producer: AsyncProducer, jobs: Topic[JobEvent], cancel: Cancel
+        self,
+        libpq_url: str,
+        producer: AsyncProducer,
+        jobs: Topic[JobEvent],
+        cancel: Cancel,
+        stop_for_error_rate: Stop,
     ) -> None:
         self._connection = StageConnection(libpq_url)
         self._producer = producer
         self._jobs = jobs
         self._cancel = cancel
+        self._stop_for_error_rate = stop_for_error_rate
 
     async def close(self) -> None:
         await self._connection.close()
@@ -66,8 +81,13 @@ class JobAggregator:
                 saved = job  # a job to cancel ends CANCELLED below, whatever its counts say
             else:
                 saved = await _advance(conn, job)
+            tripped = _breaker_tripped(saved)
+            if tripped and saved["total"] == 0:  # an import still reading: its reader ends it
+                await job_store.note_error_rate_trip(conn, job_id)
         if _to_cancel(saved) and await self._cancel(job_id):
             return  # ended: the cancel's own nudge brings the terminal row here to publish
+        if tripped and saved["total"] > 0 and await self._stop_for_error_rate(job_id):
+            return  # ended, as for a cancel
         changed = known is None or known["status"] != saved["status"]
         if changed and saved["status"] not in (JobStatus.PENDING, JobStatus.READY):
             await self._publish(saved)
@@ -112,6 +132,15 @@ def _to_cancel(job: Job) -> bool:
     its file, total 0, stops itself)."""
     live = not is_terminal(JobStatus(job["status"]))
     return live and job["cancel_requested_at"] is not None and job["total"] > 0
+
+
+def _breaker_tripped(job: Job) -> bool:
+    """A live job with a breaker whose stored outcomes exceed its error rate."""
+    if job["max_error_rate"] is None or is_terminal(JobStatus(job["status"])):
+        return False
+    if job["error_rate_tripped_at"] is not None and job["total"] == 0:
+        return False  # noted already: the import's reader is ending it
+    return error_rate_exceeded(options_from_row(job), job["processed"], job["failed"])
 
 
 def _job_id(key: bytes | None) -> str | None:

@@ -208,7 +208,11 @@ def create_app(settings: Settings) -> faust.App:
         "job-progress", default=None, partitions=settings.partitions, key_type=str
     )
     aggregator = JobAggregator(
-        settings.libpq_url, services.producer, topics.jobs, services.unprocessed.cancel
+        settings.libpq_url,
+        services.producer,
+        topics.jobs,
+        services.unprocessed.cancel,
+        services.unprocessed.stop_for_error_rate,
     )
     # A few chunks at a time: their produce acknowledgements overlap (VALIDATE_BATCH).
     _agent(

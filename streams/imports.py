@@ -49,12 +49,12 @@ from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.settings import Settings
 from bulk_ingest.topics import Topics
 from domain.codec import UndecodableMessage
-from domain.entities import EntityDefinition, EntityRegistry
+from domain.entities import EntityRegistry
 from domain.errors import BulkIngestError, ErrorCode, InvalidInput
 from domain.file_formats import open_rows
-from domain.file_types import FileFormat, ReadOptions, RowTable, SourceRow, UnreadableFile, ZipCaps
-from domain.import_mapping import plan_import
-from domain.import_rows import RowRouter
+from domain.file_types import RowTable, SourceRow, UnreadableFile, ZipCaps
+from domain.import_rows import RowRouter, read_options_of, router_for
+from domain.job_options import NO_OPTIONS, JobOptions
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BatchHeader, ImportRequested, RecordBatch, RoutedRecord
 from domain.routing import partition_for, routing_key
@@ -167,39 +167,16 @@ class ChunkSource:
         return [payload for _, payload in parts]
 
 
-def read_options_of(request: ImportRequested) -> ReadOptions:
-    file_format = FileFormat(request.format)
-    content = request.content
-    if file_format is FileFormat.ZIP:
-        inner: FileFormat | None = FileFormat(content or "csv")
-    elif file_format is FileFormat.XLSX:
-        inner = None
-    else:
-        inner = file_format
-    return ReadOptions(
-        format=file_format,
-        content=inner,
-        encoding=request.encoding,
-        delimiter=request.delimiter,
-        sheet=request.sheet,
-        member=request.member,
-    )
-
-
-def router_for(
-    definition: EntityDefinition,
-    table: RowTable,
-    options: ReadOptions,
-    field_mappings: Mapping[str, str | None],
-    reference_types: Mapping[str, frozenset[str]],
-) -> RowRouter:
-    """The same mapping the gateway checked, derived again from the header (pure, so equal)."""
-    plan = plan_import(definition, options.content, table.header, field_mappings)
-    return RowRouter(definition, plan, reference_types)
-
-
 class JobEnded(BulkIngestError):
     """The job became terminal (cancelled, failed) while its file was being read: stop."""
+
+
+class ImportTripped(BulkIngestError):
+    """The job's error-rate breaker tripped while its file was being read: stop reading."""
+
+    def __init__(self, rows_sent: int) -> None:
+        super().__init__(f"error-rate breaker tripped after {rows_sent} rows")
+        self.rows_sent = rows_sent
 
 
 class ImportCancelled(BulkIngestError):
@@ -251,6 +228,8 @@ class Backpressure:
             raise JobEnded(pace.status)
         if pace.cancel_requested:
             raise ImportCancelled(sent)
+        if pace.error_rate_tripped:
+            raise ImportTripped(sent)
 
     async def close(self) -> None:
         if self._conn is not None:
@@ -318,6 +297,9 @@ class ImportRunner:
         except ImportCancelled as exc:
             log.info("import %s cancelled after %d rows", job_id, exc.rows_sent)
             await self._unprocessed.cancel(job_id, total=exc.rows_sent)
+        except ImportTripped as exc:
+            log.info("import %s stopped by its error-rate breaker", job_id)
+            await self._unprocessed.stop_for_error_rate(job_id, total=exc.rows_sent)
             return
         except ImportFailed as exc:
             log.warning("import %s failed: %s", job_id, exc)
@@ -340,7 +322,8 @@ class ImportRunner:
     async def _produce_rows(self, request: ImportRequested) -> int | None:
         """Every row on ``bulk.records``; the row count, or None when handed over."""
         references = await self._reference_types(request.tenant_id)
-        source, closer = await asyncio.to_thread(self._open, request, references)
+        job_options = await self._job_options(request.job_id)
+        source, closer = await asyncio.to_thread(self._open, request, references, job_options)
         in_flight: list[asyncio.Task[None]] = []
         pace = Backpressure(self._config.libpq_url, request.job_id, self._config.max_rows_ahead)
         try:
@@ -366,7 +349,10 @@ class ImportRunner:
             await asyncio.to_thread(closer.close)
 
     def _open(
-        self, request: ImportRequested, references: Mapping[str, frozenset[str]]
+        self,
+        request: ImportRequested,
+        references: Mapping[str, frozenset[str]],
+        job_options: JobOptions,
     ) -> tuple[ChunkSource, contextlib.ExitStack]:
         stack = contextlib.ExitStack()
         try:
@@ -374,7 +360,9 @@ class ImportRunner:
             path = _inside(self._config.file_dir, request.path)
             options = read_options_of(request)
             table = stack.enter_context(open_rows(path, options, self._config.caps))
-            router = router_for(definition, table, options, request.field_mappings, references)
+            router = router_for(
+                definition, table, options, request.field_mappings, references, job_options
+            )
         except UnreadableFile as exc:
             stack.close()
             raise ImportFailed(str(exc)) from exc
@@ -410,6 +398,11 @@ class ImportRunner:
         resume = request.resumed_at(source.chunks_done)
         log.info("import %s handed over at chunk %s", request.job_id, resume.resume_chunk)
         await self._producer.send_all([self._topics.imports.message(resume, request.job_id)])
+
+    async def _job_options(self, job_id: str) -> JobOptions:
+        async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:
+            job = await job_store.job_row(conn, job_id)
+        return job.options if job else NO_OPTIONS
 
     async def _job_status(self, job_id: str) -> JobStatus | None:
         async with await psycopg.AsyncConnection.connect(self._config.libpq_url) as conn:

@@ -2,8 +2,9 @@
 
 Steps, per batch of messages: decode (dead-letter what is not a well-formed batch) → persist
 every part in one transaction (:class:`storage.persist.BatchPersister`, which also encodes the
-outcome events before it commits) → produce the events and one progress nudge per job → return,
-so Faust may commit the offsets.
+outcome events before it commits) → produce the events (none for a dry run or a job that asked
+for ``"outcome_events": false``) and one progress nudge per job → return, so Faust may commit
+the offsets.
 """
 
 from __future__ import annotations
@@ -102,11 +103,14 @@ class PersistStage:
         persisted = await self._persister.persist(list(parts.values()))
         stored = time.perf_counter()
         PERSIST_BATCH_SECONDS.observe(stored - decoded)
-        count_records(Counter((o.entity, o.status.value) for o in persisted.written))
-        observe_record_latency((o.job_id for o in persisted.written), persisted.accepted_at)
+        real = [o for o in persisted.written if o.job_id not in persisted.dry_run]
+        count_records(Counter((o.entity, o.status.value) for o in real))
+        observe_record_latency((o.job_id for o in real), persisted.accepted_at)
+        silent = persisted.silent
         messages = [
             self._announcer.outcome_message(outcome, payload)
             for outcome, payload in zip(persisted.outcomes, persisted.events, strict=True)
+            if outcome.job_id not in silent
         ]
         # One nudge per job per batch: the aggregator recounts from the database anyway.
         messages.extend(

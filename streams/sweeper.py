@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from domain.errors import ErrorCode
-from storage import jobs as job_store
+from storage import job_sweeps
 from storage.connection import StageConnection
 from streams.unprocessed import UnprocessedRecords
 
@@ -81,7 +81,7 @@ class IncompleteJobSweeper:
         return int(done)
 
     async def _abandoned(self) -> list[tuple[str, str | None]]:
-        return await job_store.abandoned_jobs(await self._connection.get(), BATCH)
+        return await job_sweeps.abandoned_jobs(await self._connection.get(), BATCH)
 
     async def _idle(self) -> list[str]:
-        return await job_store.idle_jobs(await self._connection.get(), self._idle_seconds, BATCH)
+        return await job_sweeps.idle_jobs(await self._connection.get(), self._idle_seconds, BATCH)

@@ -28,6 +28,7 @@ from typing import Any
 from bulk_ingest.kafka import AsyncProducer
 from bulk_ingest.metrics import count_records
 from domain.errors import ErrorCode
+from domain.job_options import error_rate_reason
 from domain.jobs import JobStatus, RecordStatus
 from storage import jobs as job_store
 from storage import ledger
@@ -47,7 +48,7 @@ class _Ending:
     code: ErrorCode
     text: str
     reason: str
-    status: JobStatus
+    status: JobStatus | None  # None: by the counts (FAILED if none succeeded)
     outcome: RecordStatus
 
 
@@ -56,6 +57,15 @@ CANCELLED = _Ending(
     "was not processed: its job was cancelled",
     "The job was cancelled; records not written by then were skipped as JobCancelled.",
     JobStatus.CANCELLED,
+    RecordStatus.SKIPPED,
+)
+
+
+ERROR_RATE = _Ending(
+    ErrorCode.ErrorRateExceeded,
+    "was not processed: its job was stopped by the error-rate breaker",
+    "",  # error_rate_reason, from the counts when it tripped
+    None,
     RecordStatus.SKIPPED,
 )
 
@@ -145,6 +155,13 @@ class UnprocessedRecords:
         :meth:`end_incomplete`. True when the job ended (False: it was terminal already)."""
         return await self._end(job_id, CANCELLED, total=total, only_if_missing=False)
 
+    async def stop_for_error_rate(self, job_id: str, *, total: int | None = None) -> bool:
+        """The error-rate breaker tripped: skip every record without an outcome as
+        ``ErrorRateExceeded`` and end the job ``FAILED`` if none succeeded, else
+        ``COMPLETED_WITH_ERRORS``, its ``failure_reason`` giving the rate and the threshold.
+        ``total`` as for :meth:`end_incomplete`. True when the job ended."""
+        return await self._end(job_id, ERROR_RATE, total=total, only_if_missing=False)
+
     async def _end(
         self, job_id: str, ending: _Ending, *, total: int | None, only_if_missing: bool
     ) -> bool:
@@ -157,6 +174,7 @@ class UnprocessedRecords:
             known = job.total if job.total > 0 else total
             if known is None:
                 known = await _ledger_extent(conn, job_id)
+            status, reason = await _status_and_reason(conn, job, ending)
             message = self._message(job, ending.text)
             filled = await ledger.fill_all_missing(
                 conn, job_id, known, code, message, status=ending.outcome
@@ -166,8 +184,8 @@ class UnprocessedRecords:
                 await job_store.end_job(
                     conn,
                     job_id,
-                    ending.status,
-                    reason=ending.reason,
+                    status,
+                    reason=reason,
                     total=known if job.total != known else None,
                 )
         count_records({(job.entity, ending.outcome.value): filled})
@@ -177,7 +195,7 @@ class UnprocessedRecords:
                 [self._announcer.progress_nudge(job_id, job.tenant_id, "sweeper")]
             )
             return False
-        log.warning("job %s ended %s: %s", job_id, ending.status.value, ending.reason)
+        log.warning("job %s ended %s: %s", job_id, status.value, reason)
         await self.announce(job_id, part_id)
         return True
 
@@ -189,8 +207,10 @@ class UnprocessedRecords:
                 return
             tenant_id, entity = job.tenant_id, job.entity
             code = ledger.code_of_fill_part(part_id)
+            silent = job.options.dry_run or not job.options.outcome_events
             async for page in ledger.filled_outcomes(conn, job_id, tenant_id, entity, code):
-                await self._producer.send_all(self._announcer.outcome_messages(page))
+                if not silent:
+                    await self._producer.send_all(self._announcer.outcome_messages(page))
             await self._producer.send_all(
                 [self._announcer.progress_nudge(job_id, tenant_id, part_id)]
             )
@@ -206,6 +226,17 @@ class UnprocessedRecords:
 
     def _message(self, job: JobRow, text: str) -> FillMessage:
         return FillMessage(self._labels.get(job.entity, "Record"), text)
+
+
+async def _status_and_reason(conn: Any, job: JobRow, ending: _Ending) -> tuple[JobStatus, str]:
+    """How the job ends: the ending's status and reason, or (the breaker) from the counts of
+    the outcomes stored before the fill."""
+    if ending.status is not None:
+        return ending.status, ending.reason
+    successful, failed, skipped = await job_store.counted(conn, job.job_id)
+    processed = successful + failed + skipped
+    status = JobStatus.COMPLETED_WITH_ERRORS if successful else JobStatus.FAILED
+    return status, error_rate_reason(job.options, processed, failed)
 
 
 async def _ledger_extent(conn: Any, job_id: str) -> int:

@@ -21,6 +21,7 @@ from fastavro.validation import validate as avro_valid
 
 from domain.chunks import RequestChunk
 from domain.entities import EntityDefinition, EntityRegistry
+from domain.job_options import with_defaults
 from domain.messages import BatchHeader, RecordBatch, RoutedRecord
 from domain.outcomes import RecordFailure
 from domain.routing import partition_for, routing_key
@@ -92,9 +93,10 @@ def route_chunk(
     """Split one (envelope-checked) request chunk by the partition that owns each record."""
     definition = registry.get(chunk.entity)
     by_partition: dict[int, list[RoutedRecord]] = defaultdict(list)
+    defaults = chunk.options.defaults
     for offset, record in enumerate(chunk.records):
         index = chunk.first_index + offset
-        routed = routed_record(definition, index, record, reference_types)
+        routed = routed_record(definition, index, with_defaults(record, defaults), reference_types)
         key = routing_key(chunk.tenant_id, chunk.entity, routed["key"], index)
         by_partition[partition_for(key, partitions)].append(routed)
     branch = str(definition.avro_schema["name"])  # fastavro's parsed schema: the full name

@@ -35,7 +35,14 @@ def data_of(schema: Any, named: dict[str, Any]) -> st.SearchStrategy[Any]:
         if len(others) == 1:
             options.append(data_of(others[0], named))
         else:
-            options += [data_of(b, named).map(lambda v, b=b: (b["name"], v)) for b in others]
+            # Named branches in (name, value) notation; primitive ones (a default's value) as
+            # plain values, told apart by their Python type.
+            options += [
+                data_of(b, named).map(lambda v, b=b: (b["name"], v))
+                if isinstance(b, dict) and "name" in b
+                else data_of(b, named)
+                for b in others
+            ]
         return st.one_of(options)
     kind = schema["type"] if isinstance(schema, dict) else schema
     if isinstance(schema, dict) and schema.get("logicalType") == "timestamp-millis":

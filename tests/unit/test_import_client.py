@@ -51,6 +51,45 @@ def test_a_retry_of_import_leaves_the_entity_to_the_parent():
     }
 
 
+def test_import_body_carries_the_job_options():
+    body = import_body(
+        args(
+            "--default",
+            "addresses.0.type=home",
+            "--default",
+            "phone=+44 20 7946 0958",
+            "--default-value",
+            "price=0",
+            "--default-value",
+            "active=true",
+            "--dry-run",
+            "--max-error-rate",
+            "0.05",
+            "--min-records",
+            "200",
+            "--no-outcome-events",
+        ),
+        "f-1",
+    )
+    assert body == {
+        "file_id": "f-1",
+        "entity": "customers",
+        "defaults": {
+            "addresses.0.type": "home",
+            "phone": "+44 20 7946 0958",
+            "price": 0,
+            "active": True,
+        },
+        "dry_run": True,
+        "max_error_rate": 0.05,
+        "min_records": 200,
+        "outcome_events": False,
+    }
+    for bad in (["--default", "home"], ["--default-value", "type=home"]):
+        with pytest.raises(ClientError):
+            import_body(args(*bad), "f-1")
+
+
 def test_gateway_falls_back_to_the_environment():
     gateway = gateway_from(args(), {"BULK_INGEST_URL": "https://x", "BULK_INGEST_API_KEY": "k"})
     assert (gateway.url, gateway.api_key) == ("https://x", "k")

@@ -10,6 +10,7 @@ import pytest
 from domain.bulk_requests import BulkRequest, Operation, invalid_json_error, validate_bulk_request
 from domain.entities import DEFAULT_REFERENCE_TYPES, EntityRegistry, default_schemas_dir
 from domain.errors import ApiError, ErrorCode, InvalidInput
+from domain.job_options import NO_OPTIONS
 from domain.semantics import semantic_error
 from domain.validation import basic_record_errors, record_basic_failure
 
@@ -66,7 +67,7 @@ def only_error(record: object, definition: Any = CUSTOMERS, index: int = 0) -> A
 def test_valid_request_is_accepted_with_defaults() -> None:
     bulk = validate({"records": [customer(), customer(externalId="c-2")]})
     assert bulk == BulkRequest(
-        "customers", Operation.INSERT, (customer(), customer(externalId="c-2")), None
+        "customers", Operation.INSERT, (customer(), customer(externalId="c-2")), None, NO_OPTIONS
     )
 
 

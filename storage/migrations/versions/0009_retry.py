@@ -5,16 +5,16 @@ an import with ``retry_of`` — and names the terminal job whose failed and skip
 carries again; the parent row never changes. ``GET /jobs?parent_job_id=`` reads the children
 through the partial index (tenant first: a tenant only ever lists its own).
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import UUID
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
