@@ -149,6 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     from bulk_ingest.job_client import add_arguments as add_jobs_arguments
 
     add_jobs_arguments(commands.add_parser("jobs", help="list, show, watch or cancel jobs"))
+    from bulk_ingest.template_client import add_arguments as add_template_arguments
+
+    add_template_arguments(
+        commands.add_parser("template", help="save an entity's import template (CSV or XLSX)")
+    )
     return parser
 
 
@@ -162,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bulk_ingest.job_client import run_jobs
 
         return run_jobs(args)
+    if args.command == "template":
+        from bulk_ingest.template_client import run_template
+
+        return run_template(args)
     settings = load_settings()
     if args.command == "up":
         return _up(settings, args.workers, args.registry)

@@ -4,15 +4,47 @@ mapping can name (``email``, ``addresses.0.city``), with their types and whether
 Derived from the entity definition (:mod:`domain.entities`), so it cannot drift from what
 validation does. An array field is described through its first position; any position below
 ``max_items`` is as valid. Fields inside an array item are never ``required`` here: they are
-required only of an item that is there.
+required only of an item that is there. :func:`field_paths` is the one walk of the definition;
+the import templates (:mod:`domain.entity_template`) list the same paths.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
-from domain.entities import EntityDefinition, EntityRegistry, FieldSpec, ValueKind
+from domain.entities import EntityDefinition, EntityRegistry, FieldSpec, ValueKind, ValueSpec
+
+
+@dataclass(frozen=True)
+class ArrayField:
+    """The array field a path goes through (by its first position)."""
+
+    path: str
+    max_items: int | None
+    label: str
+    """How messages name one item (``address``); empty for an array of plain values."""
+
+
+@dataclass(frozen=True)
+class FieldPath:
+    """One field path of an entity: the leaf value a column or key can feed."""
+
+    path: str
+    spec: ValueSpec
+    required: bool
+    """Required of every record."""
+    array: ArrayField | None = None
+    required_in_item: bool = False
+    """Required of each item of :attr:`array` that is given (``addresses.0.city``)."""
+    default: Any = None
+    """The field's Avro default (``None`` when there is none)."""
+
+    @property
+    def name(self) -> str:
+        """The last field name on the path (``city`` for ``addresses.0.city``)."""
+        return next(part for part in reversed(self.path.split(".")) if not part.isdigit())
 
 
 def entity_list(registry: EntityRegistry) -> dict[str, Any]:
@@ -24,32 +56,55 @@ def entity_description(definition: EntityDefinition) -> dict[str, Any]:
     return {
         "name": definition.name,
         "key": definition.key_field,
-        "fields": list(_field_paths(definition.fields, prefix="", required=True)),
+        "fields": [_described(field) for field in field_paths(definition)],
     }
 
 
-def _field_paths(
-    fields: tuple[FieldSpec, ...], *, prefix: str, required: bool
-) -> Iterator[dict[str, Any]]:
+def field_paths(definition: EntityDefinition) -> Iterator[FieldPath]:
+    """Every leaf field path of the entity, in schema order."""
+    return _walk(definition.fields, prefix="", required=True, array=None, in_item=False)
+
+
+def _walk(
+    fields: tuple[FieldSpec, ...],
+    *,
+    prefix: str,
+    required: bool,
+    array: ArrayField | None,
+    in_item: bool,
+) -> Iterator[FieldPath]:
     for spec in fields:
         path, value = prefix + spec.name, spec.value
         needed = required and spec.required
         if value.kind is ValueKind.ARRAY and value.items is not None:
             items = value.items
+            within = ArrayField(path, value.max_items, items.label)
             if items.kind is ValueKind.RECORD:
-                yield from _field_paths(items.fields, prefix=f"{path}.0.", required=False)
+                yield from _walk(
+                    items.fields, prefix=f"{path}.0.", required=False, array=within, in_item=True
+                )
             else:
-                yield _described(f"{path}.0", items.kind, required=False, max_items=value.max_items)
+                yield FieldPath(f"{path}.0", items, required=False, array=within)
         elif value.kind is ValueKind.RECORD:
-            yield from _field_paths(value.fields, prefix=path + ".", required=needed)
+            yield from _walk(
+                value.fields,
+                prefix=path + ".",
+                required=needed,
+                array=array,
+                in_item=in_item and spec.required,
+            )
         else:
-            yield _described(path, value.kind, required=needed)
+            item_needed = array is not None and in_item and spec.required
+            yield FieldPath(path, value, needed, array, item_needed, spec.default)
 
 
-def _described(
-    path: str, kind: ValueKind, *, required: bool, max_items: int | None = None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"path": path, "type": kind.value, "required": required}
-    if max_items is not None:
-        body["max_items"] = max_items
+def _described(field: FieldPath) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "path": field.path,
+        "type": field.spec.kind.value,
+        "required": field.required,
+    }
+    array = field.array
+    if array is not None and array.max_items is not None and field.path == array.path + ".0":
+        body["max_items"] = array.max_items
     return body

@@ -10,12 +10,14 @@ from typing import Any
 
 from domain import json_schema as js
 from domain.entities import EntityDefinition, EntityRegistry
+from domain.entity_template import MEDIA_TYPES, TEMPLATE_FORMATS
 from domain.errors import ErrorCode
 from domain.file_types import FILE_STORAGES
 from domain.job_view import API_PREFIX, record_results
 from domain.jobs import JobStatus
 from domain.openapi_job_paths import job_paths
 from domain.openapi_parts import (
+    BAD_PARAMETER,
     FILE_ID,
     IDEMPOTENCY_KEY,
     JSON,
@@ -23,6 +25,7 @@ from domain.openapi_parts import (
     TEXT,
     UNAVAILABLE,
     accepted,
+    download,
     example_job,
     header,
     json_answer,
@@ -279,6 +282,32 @@ def _entity_paths(registry: EntityRegistry) -> dict[str, Any]:
                 "The field paths an entity's records take",
                 {"200": json_answer("Its fields", "EntityDescription"), "404": unknown},
                 parameters=[entity],
+            )
+        },
+        entities + "/{entity}/template": {
+            "get": operation(
+                "get_entity_template",
+                "entities",
+                "An import template: the header row and one example row (CSV or XLSX)",
+                {
+                    "200": download(
+                        "The entity's field paths as columns (each mapped by default) and one "
+                        "example row that imports cleanly; XLSX adds a sheet Fields documenting "
+                        "each field (type, required, rules, key, example)",
+                        MEDIA_TYPES.values(),
+                        "{entity}-template.csv",
+                    ),
+                    "404": unknown,
+                    "422": problem("format is neither csv nor xlsx", BAD_PARAMETER),
+                },
+                parameters=[
+                    entity,
+                    query(
+                        "format",
+                        {**js.enum(TEMPLATE_FORMATS), "default": TEMPLATE_FORMATS[0]},
+                        "csv or xlsx",
+                    ),
+                ],
             )
         },
     }

@@ -17,10 +17,11 @@ published document leaves them open, so clients may ignore fields added later).
 Exempt — they do not go through ``Api`` or ``EventStream``: the raw socket of
 ``tests/e2e/test_completion.py`` (it only finds a free port), the Prometheus scrapes of
 ``tests/e2e/test_metrics.py`` and ``tests/support/metrics.py`` (text format, workers' own ports
-too), the CLI under test in ``tests/e2e/test_jobs_cli.py`` and ``test_import_cli.py`` (its own
-client, ``bulk_ingest/gateway_client.py``), the webhook receivers (requests *to* the tests), the
-generated client of ``tests/e2e/test_openapi_client.py`` and schemathesis in
-``tests/e2e/test_openapi_fuzz.py`` (which check the document themselves), and any browser test.
+too), the CLI under test in ``tests/e2e/test_jobs_cli.py``, ``test_import_cli.py`` and
+``test_entity_templates.py`` (its own client, ``bulk_ingest/gateway_client.py``), the webhook
+receivers (requests *to* the tests), the generated client of ``tests/e2e/test_openapi_client.py``
+and schemathesis in ``tests/e2e/test_openapi_fuzz.py`` (which check the document themselves),
+and any browser test.
 """
 
 from __future__ import annotations
