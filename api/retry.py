@@ -46,7 +46,7 @@ from storage.rows import Row
 async def retry_job(request: web.Request) -> web.Response:
     services, parent = await owned_job(request)
     raw, body = await read_json(request, services) if request.body_exists else (b"", None)
-    codes = parse_retry_codes(body)
+    codes = parse_retry_codes(body, sent=request.body_exists)
     parent_id = parent["job_id"]
     if not is_terminal(parent["status"]):
         raise not_terminal(parent)

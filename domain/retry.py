@@ -21,9 +21,10 @@ from domain.report_rows import REPORT_COLUMNS, needs_escape
 MAX_CODES = 100
 
 
-def parse_retry_codes(body: object) -> tuple[str, ...] | None:
-    """The error codes a retry is narrowed to (None: every failure); InvalidInput otherwise."""
-    if body is None or body == {}:
+def parse_retry_codes(body: object, *, sent: bool = True) -> tuple[str, ...] | None:
+    """The error codes a retry is narrowed to (None: every failure); InvalidInput otherwise.
+    ``sent``: whether the request had a body at all (a JSON ``null`` is not an object)."""
+    if not sent or body == {}:
         return None
     if not isinstance(body, dict):
         raise InvalidInput.single(

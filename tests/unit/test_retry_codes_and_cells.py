@@ -10,9 +10,16 @@ from domain.report_rows import REPORT_COLUMNS, escape_cell, report_row, report_s
 from domain.retry import parse_retry_codes, retry_columns, unescape_cell
 
 
-@pytest.mark.parametrize("body", [None, {}, {"codes": None}])
+@pytest.mark.parametrize("body", [{}, {"codes": None}])
 def test_no_codes_retries_every_failure(body):
     assert parse_retry_codes(body) is None
+    assert parse_retry_codes(None, sent=False) is None  # no body at all
+
+
+def test_a_json_null_body_is_not_an_object():
+    with pytest.raises(InvalidInput) as caught:
+        parse_retry_codes(None)
+    assert caught.value.errors[0].error_code is ErrorCode.InvalidFieldType
 
 
 def test_codes_narrow_the_retry_and_repeats_count_once():
