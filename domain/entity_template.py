@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from domain.entities import DEFAULT_REFERENCE_TYPES, EntityDefinition, ValueKind, ValueSpec
-from domain.entity_description import FieldPath, field_paths
+from domain.entity_description import FieldPath, field_paths, field_rules
 from domain.report_rows import escape_cell
 
 TEMPLATE_FORMATS = ("csv", "xlsx")
@@ -140,51 +140,6 @@ def _required(field: FieldPath) -> str:
     if field.required_in_item and field.array is not None:
         return f"in each {field.array.label or 'item'}"
     return "no"
-
-
-def field_rules(field: FieldPath) -> list[str]:
-    """The field's rules as a person reads them."""
-    spec, rules = field.spec, []
-    if spec.min_length or spec.max_length is not None:
-        rules.append(_length(spec.min_length or 0, spec.max_length))
-    if spec.format is not None:
-        rules.append(f"format: {spec.format.expected}")
-    if spec.code_list is not None:
-        rules.append(spec.code_list.description or f"a code of {spec.code_list.name}")
-    if spec.reference is not None:
-        known = ", ".join(sorted(DEFAULT_REFERENCE_TYPES.get(spec.reference, ())))
-        rules.append(f"one of the tenant's {spec.reference.replace('_', ' ')} (default: {known})")
-    if spec.calendar_date:
-        rules.append("a real calendar date")
-    if spec.minimum is not None:
-        rules.append(f"at least {_number_text(spec.minimum)}")
-    if spec.maximum is not None:
-        rules.append(f"at most {_number_text(spec.maximum)}")
-    if field.default is not None:
-        rules.append(f"default {escape_cell(field.default)}")
-    if field.array is not None:
-        rules.append(_positions(field))
-    return rules
-
-
-def _length(low: int, high: int | None) -> str:
-    if high is None:
-        return f"at least {low} characters"
-    return f"{low}-{high} characters" if low else f"at most {high} characters"
-
-
-def _number_text(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else str(value)
-
-
-def _positions(field: FieldPath) -> str:
-    """Where the second and later items go: the same path with the next positions."""
-    assert field.array is not None
-    array, max_items = field.array.path, field.array.max_items
-    rest = field.path.removeprefix(array + ".0")
-    last = f"{array}.{max_items - 1}{rest}" if max_items else "..."
-    count = f"up to {max_items} items" if max_items else "more items"
-    return f"{count}: {array}.0{rest}, {array}.1{rest} ... {last}"
 
 
 # --- files ----------------------------------------------------------------------------------------

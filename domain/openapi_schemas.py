@@ -308,9 +308,12 @@ def entity_description() -> js.Schema:
             "path": js.string("A dotted path a record or a mapping can name"),
             "type": js.enum(kinds),
             "required": {"type": "boolean"},
+            "rules": js.array(
+                js.string(), "The field's rules as a person reads them (length, format, …)"
+            ),
             "max_items": js.integer("An array position: how many items the array takes"),
         },
-        ["path", "type", "required"],
+        ["path", "type", "required", "rules"],
     )
     return _all_required(name=js.string(), key=js.string(), fields=js.array(field))
 
