@@ -41,7 +41,9 @@ def test_entities_are_listed_and_described(tenant):
     assert names == sorted(names) and {"customers", "products"} <= set(names)
     customers_ = tenant.api.get("/api/v1/entities/customers").json()
     assert customers_["key"] == "externalId"
-    assert {"path": "externalId", "type": "string", "required": True} in customers_["fields"]
+    key = next(f for f in customers_["fields"] if f["path"] == "externalId")
+    assert (key["type"], key["required"]) == ("string", True)
+    assert "1-64 characters" in key["rules"]
     unknown = tenant.api.get("/api/v1/entities/planets")
     assert unknown.status == 404
     assert unknown.json()["errors"][0]["errorCode"] == "UnknownEntity"
