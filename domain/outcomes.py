@@ -146,9 +146,10 @@ class Writes:
 
     inserts: dict[tuple[str, str, str], tuple[str, PendingRecord]] = field(default_factory=dict)
     updates: dict[tuple[str, str, str], tuple[str, PendingRecord]] = field(default_factory=dict)
-    before: dict[BeforeKey, tuple[str, StoredRow | None]] = field(default_factory=dict)
-    """Per job and row, (record id, the row before that job's first write to it in this batch;
-    None: the job created it) — the before-image a revert restores (storage.before_images)."""
+    before: dict[BeforeKey, tuple[str, StoredRow]] = field(default_factory=dict)
+    """Per job and row it updated, (record id, the row before that job's first write to it in
+    this batch): the before-image a revert restores (storage.before_images). A row a job
+    created needs none: its ``CREATED`` outcome in the ledger says so."""
 
 
 def _failed(record: PendingRecord, code: str, message: str, field_: str | None) -> Outcome:
@@ -220,7 +221,6 @@ def decide_record(
         record_id = new_record_id()
         current[record.row_key] = StoredRow(record_id, record.record, order, record.job_id)
         writes.inserts[record.row_key] = (record_id, record)
-        writes.before.setdefault((record.job_id, record.row_key), (record_id, None))
         return _succeeded(record, RecordStatus.CREATED, record_id)
     if order < existing.last:  # a later job wrote the row already: this write loses
         return _succeeded(record, RecordStatus.UNCHANGED, existing.record_id)

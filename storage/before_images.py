@@ -1,13 +1,17 @@
 """Before-images and revert jobs in the persist transaction (design.md §8 "Revert").
 
-- :func:`write_before_images`: every entity write of a real job leaves the row as it was before
-  that job first wrote it (``Writes.before``, decided in :mod:`domain.outcomes`), staged by COPY
-  and kept with ``ON CONFLICT DO NOTHING``, so a later batch of the same job writing the key
-  again keeps the pre-job state.
+- :func:`capture_before_images`: every row a real job updates leaves the row as it was before
+  that job first wrote it, copied inside the database from the row itself just before the
+  batch's UPDATE (``to_jsonb``), kept with ``ON CONFLICT DO NOTHING``, so a later batch of the
+  same job writing the key again keeps the pre-job state; the rare rows several jobs of one
+  batch write get theirs from ``Writes.before`` (:func:`write_before_images`). A row the job
+  created needs no image: its ``CREATED`` outcome in the ledger (written in the same
+  transaction) says so, and inserts — the bulk of every load — pay nothing.
 - :func:`decide_reverts`: records of revert jobs are decided apart, like dry runs
   (:mod:`storage.dry_run`), from the reverted job's before-images and the current rows
   (:func:`domain.revert.decide_revert`).
-- :func:`write_restores`: their deletes and restores, in the same transaction.
+- :func:`write_restores`: their deletes and restores, in the same transaction, again inside the
+  database (``jsonb_populate_record`` of the before-image).
 - :func:`revert_keys` (the gateway: a revert job's records) and :func:`purge_expired`.
 
 A redelivered revert batch changes nothing: its records are in the ledger (written in the same
@@ -17,65 +21,86 @@ transaction), so they are re-emitted and never decided again.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
 import psycopg
 from psycopg import sql
 
 from domain.compact_json import compact_json
-from domain.outcomes import Outcome, PendingRecord, StoredRow, Writes
+from domain.jobs import RecordStatus
+from domain.outcomes import BEFORE_ALL, Outcome, PendingRecord, StoredRow, Writes
 from domain.revert import BeforeImage, Restore, decide_revert
 from storage.connection import Connection, driver
 from storage.entity_rows import EntityTableMap
 
 RowKey = tuple[str, str, str]
 
-_COLUMNS = (
-    "job_id",
-    "key",
-    "tenant_id",
-    "entity",
-    "record_id",
-    "before",
-    "last_job_id",
-    "last_seq",
-    "last_index",
-)
+
+def images_in_python(writes: Writes) -> list[tuple[str, RowKey, str, StoredRow]]:
+    """The before-images the database cannot take from the row itself while updating it: of a
+    row several jobs of the batch write (the later one's image is the earlier one's value), or
+    one created in the batch and updated by another job. Rare; the rest are captured by
+    :func:`capture_before_images`, without a byte leaving the server."""
+    writers = Counter(row_key for _, row_key in writes.before)
+    return [
+        (job_id, row_key, record_id, prior)
+        for (job_id, row_key), (record_id, prior) in writes.before.items()
+        if writers[row_key] > 1 or row_key not in writes.updates
+    ]
+
+
+async def capture_before_images(
+    conn: psycopg.AsyncConnection[Any],
+    table: EntityTableMap,
+    staging: str,
+    written_in_python: Collection[str],
+) -> None:
+    """Before the batch's UPDATE: each row about to be updated from ``staging``, as it stands,
+    becomes the before-image of the job updating it (the only one, but for the row ids in
+    ``written_in_python``); the first write of a job to a key keeps its image."""
+    await conn.execute(
+        sql.SQL(
+            "INSERT INTO before_images (job_id, key, tenant_id, entity, record_id, before, "
+            "last_job_id, last_seq, last_index) SELECT s.last_job_id, t.{key}, t.tenant_id, "
+            "%s, t.id, to_jsonb(t), t.last_job_id, t.last_seq, t.last_index FROM {table} t "
+            "JOIN {staging} s ON t.id = s.id WHERE t.id <> ALL(%s::uuid[]) "
+            "ON CONFLICT (job_id, key) DO NOTHING"
+        ).format(
+            key=sql.Identifier(table.key_column),
+            table=sql.Identifier(table.table),
+            staging=sql.Identifier(staging),
+        ),
+        [table.entity, list(written_in_python)],
+    )
 
 
 async def write_before_images(
-    conn: psycopg.AsyncConnection[Any], writes: Writes, dry_run: frozenset[str]
+    conn: psycopg.AsyncConnection[Any],
+    tables: Mapping[str, EntityTableMap],
+    images: Sequence[tuple[str, RowKey, str, StoredRow]],
 ) -> None:
-    rows = [
-        _image_row(job_id, row_key, record_id, prior)
-        for (job_id, row_key), (record_id, prior) in writes.before.items()
-        if job_id not in dry_run
-    ]
-    if not rows:
+    """The before-images :func:`images_in_python` found, each as the row's columns in JSON (the
+    shape ``to_jsonb`` gives a row, which a restore reads back)."""
+    if not images:
         return
+    rows = []
+    for job_id, (tenant_id, entity, key), record_id, prior in images:
+        table = tables[entity]
+        before = {c: prior.values.get(f) for f, c in zip(table.fields, table.columns, strict=True)}
+        seq, index = prior.last
+        json_before = compact_json(before, default=str)
+        rows.append(
+            [job_id, key, tenant_id, entity, record_id, json_before, prior.last_job_id, seq, index]
+        )
     await conn.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS staging_before_images "
-        "(LIKE before_images INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        "INSERT INTO before_images (job_id, key, tenant_id, entity, record_id, before, "
+        "last_job_id, last_seq, last_index) SELECT * FROM unnest(%s::uuid[], %s::text[], "
+        "%s::uuid[], %s::text[], %s::uuid[], %s::jsonb[], %s::uuid[], %s::bigint[], "
+        "%s::bigint[]) ON CONFLICT (job_id, key) DO NOTHING",
+        [list(column) for column in zip(*rows, strict=True)],
     )
-    columns = ", ".join(_COLUMNS)
-    async with conn.cursor().copy(f"COPY staging_before_images ({columns}) FROM STDIN") as copy:
-        for row in rows:
-            await copy.write_row(row)
-    await conn.execute(
-        f"INSERT INTO before_images ({columns}) SELECT {columns} FROM staging_before_images "
-        "ON CONFLICT (job_id, key) DO NOTHING"
-    )
-
-
-def _image_row(job_id: str, row_key: RowKey, record_id: str, prior: StoredRow | None) -> list[Any]:
-    tenant_id, entity, key = row_key
-    if prior is None:
-        return [job_id, key, tenant_id, entity, record_id, None, None, None, None]
-    before = compact_json(dict(prior.values), default=str)
-    seq, index = prior.last
-    return [job_id, key, tenant_id, entity, record_id, before, prior.last_job_id, seq, index]
 
 
 async def decide_reverts(
@@ -84,7 +109,7 @@ async def decide_reverts(
     stored: Mapping[RowKey, StoredRow],
     writes: Writes,
     reverting: Mapping[str, str],
-) -> tuple[list[Outcome], list[Restore]]:
+) -> tuple[list[Outcome], list[tuple[str, Restore]]]:
     """Outcomes of revert records (``reverting``: revert job → reverted job) and their changes.
 
     A row another record of this batch writes is changed since, whatever the order: the revert
@@ -94,7 +119,7 @@ async def decide_reverts(
     for record in records:
         by_job[record.job_id].append(record)
     outcomes: list[Outcome] = []
-    restores: list[Restore] = []
+    restores: list[tuple[str, Restore]] = []
     for job_id, job_records in by_job.items():
         reverted = reverting[job_id]
         seq, images = await _images(conn, reverted, [r.key for r in job_records if r.key])
@@ -109,14 +134,17 @@ async def decide_reverts(
             )
             outcomes.append(outcome)
             if restore is not None:
-                restores.append(restore)
+                restores.append((reverted, restore))
     return outcomes, restores
 
 
 async def _images(
     conn: psycopg.AsyncConnection[Any], job_id: str, keys: Sequence[str]
 ) -> tuple[int, dict[str, BeforeImage]]:
-    """The reverted job's acceptance sequence and its before-images of these keys."""
+    """The reverted job's acceptance sequence and its before-images of these keys: the rows it
+    updated from ``before_images``, the rows it created (an empty image) from its ``CREATED``
+    outcomes in the ledger — those win, a later write of the job to a row it created left an
+    image of its own values."""
     cursor = await conn.execute("SELECT accepted_seq FROM jobs WHERE job_id = %s", [job_id])
     row = await cursor.fetchone()
     seq = int(row[0]) if row else -1
@@ -129,6 +157,13 @@ async def _images(
         key: BeforeImage(record_id, _json(before), last_job_id, (int(last_seq), int(last_index)))
         for key, record_id, before, last_job_id, last_seq, last_index in await cursor.fetchall()
     }
+    cursor = await conn.execute(
+        "SELECT key, record_id::text FROM record_outcomes WHERE job_id = %s AND key = ANY(%s) "
+        "AND status = %s",
+        [job_id, list(keys), RecordStatus.CREATED.value],
+    )
+    for key, record_id in await cursor.fetchall():
+        images[key] = BeforeImage(record_id, None, None, BEFORE_ALL)
     return seq, images
 
 
@@ -140,16 +175,18 @@ def _json(value: Any) -> Mapping[str, Any] | None:
 async def write_restores(
     conn: psycopg.AsyncConnection[Any],
     tables: Mapping[str, EntityTableMap],
-    restores: Sequence[Restore],
+    restores: Sequence[tuple[str, Restore]],
 ) -> None:
-    """Delete the rows the reverted jobs created; put back the ones they updated."""
+    """Delete the rows the reverted jobs created; put back the ones they updated, from their
+    before-images (``jsonb_populate_record`` reads the row's columns back), with the previous
+    last write. ``restores``: (reverted job, change)."""
     deletes: dict[str, list[str]] = defaultdict(list)
-    puts: dict[str, list[Restore]] = defaultdict(list)
-    for restore in restores:
+    puts: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for reverted, restore in restores:
         if restore.deletes:
             deletes[restore.record.entity].append(restore.image.record_id)
         else:
-            puts[restore.record.entity].append(restore)
+            puts[(restore.record.entity, reverted)].append(restore.record.key or "")
     for entity, ids in deletes.items():
         await conn.execute(
             sql.SQL("DELETE FROM {} WHERE id = ANY(%s::uuid[])").format(
@@ -157,58 +194,40 @@ async def write_restores(
             ),
             [ids],
         )
-    for entity, rows in puts.items():
-        await _restore_rows(conn, tables[entity], rows)
-
-
-async def _restore_rows(
-    conn: psycopg.AsyncConnection[Any], table: EntityTableMap, rows: Sequence[Restore]
-) -> None:
-    staging = sql.Identifier(f"restore_{table.table}")
-    await conn.execute(
-        sql.SQL(
-            "CREATE TEMP TABLE IF NOT EXISTS {staging} (LIKE {table} INCLUDING DEFAULTS) "
-            "ON COMMIT DELETE ROWS"
-        ).format(staging=staging, table=sql.Identifier(table.table))
-    )
-    columns = ["id", "tenant_id", "last_job_id", "last_seq", "last_index", *table.columns]
-    statement = sql.SQL("COPY {staging} ({columns}) FROM STDIN").format(
-        staging=staging, columns=sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    async with conn.cursor().copy(statement) as copy:
-        for restore in rows:
-            image = restore.image
-            await copy.write_row(
-                [
-                    image.record_id,
-                    restore.record.tenant_id,
-                    image.last_job_id,
-                    image.last[0],
-                    image.last[1],
-                    *table.copy_values(image.before or {}),
-                ]
-            )
-    assignments = sql.SQL(", ").join(
-        sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c))
-        for c in (*table.columns, "last_job_id", "last_seq", "last_index")
-    )
-    await conn.execute(
-        sql.SQL(
-            "UPDATE {table} AS t SET {assignments}, updated_at = now() "
-            "FROM {staging} AS s WHERE t.id = s.id"
-        ).format(table=sql.Identifier(table.table), assignments=assignments, staging=staging)
-    )
+    for (entity, reverted), keys in puts.items():
+        table = tables[entity]
+        columns = (*table.columns, "last_job_id", "last_seq", "last_index")
+        await conn.execute(
+            sql.SQL(
+                "UPDATE {table} AS t SET ({columns}) = ({values}), updated_at = now() "
+                "FROM before_images b, jsonb_populate_record(NULL::{table}, b.before) AS r "
+                "WHERE b.job_id = %s AND b.key = ANY(%s) AND t.id = b.record_id"
+            ).format(
+                table=sql.Identifier(table.table),
+                columns=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                values=sql.SQL(", ").join(
+                    [
+                        *(sql.SQL("r.{}").format(sql.Identifier(c)) for c in table.columns),
+                        sql.SQL("b.last_job_id, b.last_seq, b.last_index"),
+                    ]
+                ),
+            ),
+            [reverted, keys],
+        )
 
 
 # --- the gateway --------------------------------------------------------------------------
 
 
 async def revert_keys(conn: Connection, job_id: str, limit: int) -> list[str]:
-    """The keys of the rows a job wrote (its before-images), in a stable order: the revert
-    job's records, index = position; at most ``limit``."""
+    """The keys of the rows a job wrote — it created (``CREATED`` in the ledger) or updated (a
+    before-image) — in a stable order: the revert job's records, index = position; at most
+    ``limit``."""
     pg = await driver(conn)
     cursor = await pg.execute(
-        "SELECT key FROM before_images WHERE job_id = %s ORDER BY key LIMIT %s", [job_id, limit]
+        "SELECT key FROM record_outcomes WHERE job_id = %(job)s AND status = %(created)s "
+        "UNION SELECT key FROM before_images WHERE job_id = %(job)s ORDER BY key LIMIT %(limit)s",
+        {"job": job_id, "created": RecordStatus.CREATED.value, "limit": limit},
     )
     return [str(key) for (key,) in await cursor.fetchall()]
 

@@ -24,7 +24,7 @@ the same records first) is answered by deciding again with the whole ledger read
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -46,7 +46,13 @@ from domain.outcomes import (
 from domain.revert import Restore
 from domain.text import storable, unstorable_character
 from storage import jobs as job_store
-from storage.before_images import decide_reverts, write_before_images, write_restores
+from storage.before_images import (
+    capture_before_images,
+    decide_reverts,
+    images_in_python,
+    write_before_images,
+    write_restores,
+)
 from storage.connection import StageConnection
 from storage.dry_run import decide_dry_runs
 from storage.entity_rows import EntityTableMap
@@ -104,7 +110,7 @@ class _Decided:
     accepted_at: dict[str, datetime]
     dry_run: frozenset[str]
     silent: frozenset[str]
-    restores: list[Restore]
+    restores: list[tuple[str, Restore]]  # (reverted job, change)
 
 
 class BatchPersister:
@@ -161,7 +167,6 @@ class BatchPersister:
             round_ = await self._decide(conn, parts, refused, reconcile)
             events = self._encoded(round_.decided, round_.records)
             await self._write_entities(conn, round_.writes, round_.sequences)
-            await write_before_images(conn, round_.writes, round_.dry_run)
             await write_restores(conn, self._tables, round_.restores)
             await write_ledger(conn, round_.decided)
             await write_parts(conn, round_.live, {(o.job_id, o.index): o for o in round_.decided})
@@ -211,7 +216,7 @@ class BatchPersister:
         if dry:
             dry_records = [r for r in pending if r.job_id in dry]
             decided += await decide_dry_runs(conn, dry_records, stored, self._key_fields, sequences)
-        restores: list[Restore] = []
+        restores: list[tuple[str, Restore]] = []
         if reverting:
             revert_records = [r for r in pending if r.job_id in reverting]
             reverted, restores = await decide_reverts(
@@ -365,8 +370,11 @@ class BatchPersister:
         by_entity_updates: dict[str, list[tuple[str, PendingRecord]]] = defaultdict(list)
         for record_id, record in writes.updates.values():
             by_entity_updates[record.entity].append((record_id, record))
+        in_python = images_in_python(writes)  # before-images the rows cannot give (rare)
+        not_captured = {record_id for _, _, record_id, _ in in_python}
         for entity, rows in by_entity_updates.items():
-            await self._update_rows(conn, self._tables[entity], rows, sequences)
+            await self._update_rows(conn, self._tables[entity], rows, sequences, not_captured)
+        await write_before_images(conn, self._tables, in_python)
 
     async def _copy_rows(
         self,
@@ -400,6 +408,7 @@ class BatchPersister:
         table: EntityTableMap,
         rows: Sequence[tuple[str, PendingRecord]],
         sequences: Mapping[str, int],
+        not_captured: Collection[str],
     ) -> None:
         staging = f"staging_{table.table}"
         await conn.execute(
@@ -409,6 +418,7 @@ class BatchPersister:
             ).format(staging=sql.Identifier(staging), table=sql.Identifier(table.table))
         )
         await self._copy_rows(conn, table, rows, staging, sequences)
+        await capture_before_images(conn, table, staging, not_captured)
         assignments = sql.SQL(", ").join(
             sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c))
             for c in (*table.columns, "last_job_id", "last_seq", "last_index")

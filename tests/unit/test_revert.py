@@ -28,21 +28,21 @@ def revert_record(index: int = 0) -> PendingRecord:
 # --- before-images ------------------------------------------------------------------------------
 
 
-def test_a_created_row_leaves_an_empty_before_image_and_an_update_the_row_it_replaced():
+def test_an_update_leaves_the_row_it_replaced_and_an_insert_nothing():
     stored = {ROW: StoredRow("id-1", {"firstName": "OLD"}, (5, 2), "job-old")}
     _, writes = decide_batch([write(A, 0, "NEW")], stored, KEY_FIELDS, SEQUENCES)
     assert writes.before[(A, ROW)] == ("id-1", stored[ROW])
     _, writes = decide_batch([write(A, 0, "NEW")], {}, KEY_FIELDS, SEQUENCES)
-    record_id, prior = writes.before[(A, ROW)]
-    assert prior is None and record_id == writes.inserts[ROW][0]
+    assert writes.before == {}, "a created row is known from its CREATED outcome"
 
 
 def test_each_job_keeps_the_row_as_it_was_before_its_own_first_write():
+    stored = {ROW: StoredRow("id-1", {"firstName": "OLD"}, (5, 2), "job-old")}
     records = [write(A, 0, "A0"), write(A, 1, "A1"), write(B, 0, "B0")]
-    _, writes = decide_batch(records, {}, KEY_FIELDS, SEQUENCES)
-    assert writes.before[(A, ROW)][1] is None  # A created it; its second write keeps that
+    _, writes = decide_batch(records, stored, KEY_FIELDS, SEQUENCES)
+    assert writes.before[(A, ROW)][1].values["firstName"] == "OLD"  # not A0: its first write
     _, b_before = writes.before[(B, ROW)]
-    assert b_before is not None and b_before.values["firstName"] == "A1"
+    assert b_before.values["firstName"] == "A1"
     assert b_before.last == (10, 1) and b_before.last_job_id == A
 
 
