@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests.e2e.test_jobs_cli import cli
+from tests.e2e.test_jobs_cli import finished as exited
 from tests.support.imports import db
 from tests.support.jobs import a_worker_held
 from tests.support.outcomes import outcome_events
@@ -142,3 +144,14 @@ def test_another_tenants_job_is_not_found_and_a_dry_run_has_nothing_to_revert(te
     nothing = revert(tenant, dry["job_id"])
     assert nothing.status == 422 and first_error(nothing)["errorCode"] == "NothingToRevert"
     assert "dry run" in first_error(nothing)["message"]
+
+
+def test_the_cli_reverts_a_job_and_refuses_a_second_time(tenant, settings, service):
+    key = f"{unique_prefix()}-cli"
+    job = finished(tenant, [customer(key)])
+    code, out, err = exited(cli(service, tenant, "revert", job["job_id"], "--wait"))
+    assert code == 0, err
+    assert "COMPLETED" in out
+    assert row(settings, tenant, key) is None
+    code, _, err = exited(cli(service, tenant, "revert", job["job_id"]))
+    assert code == 2 and "JobAlreadyReverted" in err
