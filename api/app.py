@@ -24,6 +24,7 @@ from api import (
     jobs,
     reports,
     retry,
+    revert,
     webhooks,
 )
 from api.errors import error_middleware
@@ -73,7 +74,19 @@ def init_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(end_streams)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
-    routes = (job_events, jobs, retry, reports, webhooks, files, imports, entities, docs, dashboard)
+    routes = (
+        job_events,
+        jobs,
+        retry,
+        revert,
+        reports,
+        webhooks,
+        files,
+        imports,
+        entities,
+        docs,
+        dashboard,
+    )
     for module in routes:
         module.add_routes(app)
     return app

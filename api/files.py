@@ -33,6 +33,7 @@ from domain.file_formats import profile_file
 from domain.file_types import FILE_STORAGES, FileFormat, FileProfile, FileRejected, ZipCaps
 from domain.job_view import API_PREFIX, iso
 from domain.text import unstorable_character
+from storage import before_images
 from storage import files as file_store
 from storage.files import FileState, FileStore, NewFile
 
@@ -329,13 +330,23 @@ async def _purge_forever(services: Services) -> None:
             purged += await asyncio.to_thread(store.remove_stale_uploads)
             if purged:
                 log.info("purged %s expired or deleted files", purged)
+            await _purge_before_images(services)
         except Exception:
             log.exception("file purge failed; trying again in %s s", interval)
         await asyncio.sleep(interval)  # a timer, not synchronisation
 
 
+async def _purge_before_images(services: Services) -> None:
+    """Before-images of jobs ended longer ago than the revert retention (:mod:`api.revert`)."""
+    async with services.engine.begin() as conn:
+        purged = await before_images.purge_expired(conn, services.settings.revert_retention_seconds)
+    if purged:
+        log.info("purged %s expired before-images", purged)
+
+
 async def purge_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Expired temporary files and deleted files are purged periodically while the gateway runs."""
+    """Expired temporary files, deleted files and expired before-images are purged periodically
+    while the gateway runs."""
     task = asyncio.create_task(_purge_forever(app[SERVICES]), name="file-purge")
     yield
     task.cancel()

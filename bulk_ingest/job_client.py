@@ -1,12 +1,12 @@
-"""``bulk-ingest jobs list | show ID | watch ID | cancel ID | retry ID``: a tenant's jobs from the
-CLI.
+"""``bulk-ingest jobs list | show ID | watch ID | cancel ID | retry ID | revert ID``: a tenant's
+jobs from the CLI.
 
 ``watch`` (and ``bulk-ingest import --wait``) follows the job's event stream
 (``GET /jobs/{id}/events``) with a live progress bar (rich) on stderr: records processed, the
 rate and ETA the gateway computes; off a terminal, a plain line every few seconds. At the end
 a summary goes to stdout.
 
-Exit status: 0 the job COMPLETED (``list``, ``show``, ``cancel`` and ``retry`` without
+Exit status: 0 the job COMPLETED (``list``, ``show``, ``cancel``, ``retry`` and ``revert`` without
 ``--wait``: the request succeeded); 1 it ended otherwise; 2 the request was refused or the
 gateway unreachable.
 """
@@ -44,6 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         ("watch", "follow a job to its end with a live progress bar"),
         ("cancel", "cancel a running job (records not yet written are skipped)"),
         ("retry", "send a finished job's failed and skipped records again, as a new job"),
+        ("revert", "undo a finished job's writes, as a new job (rows changed since are left)"),
     ):
         action = actions.add_parser(name, help=text)
         action.add_argument("job_id")
@@ -52,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--codes", nargs="+", metavar="CODE", help="only records that failed with these codes"
     )
     retry.add_argument("--wait", action="store_true", help="follow the new job to its end")
+    actions.choices["revert"].add_argument(
+        "--wait", action="store_true", help="follow the revert job to its end"
+    )
     for action in actions.choices.values():
         action.add_argument("--json", action="store_true", help="print the JSON the gateway sent")
         add_gateway_arguments(action)
@@ -137,12 +141,26 @@ def _retry(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[str
     return 0 if not args.wait or job["status"] == "COMPLETED" else 1
 
 
+def _revert(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
+    job = gateway.json("POST", f"/api/v1/jobs/{args.job_id}/revert", 202)
+    if args.wait:
+        job = watch(gateway, job["job_id"], err)
+    if args.json:
+        out.write(json.dumps(job, indent=2) + "\n")
+    elif args.wait:
+        out.write(summary(job))
+    else:
+        out.write(f"job {job['job_id']}: reverts {job['total']:,} rows of {args.job_id}\n")
+    return 0 if not args.wait or job["status"] == "COMPLETED" else 1
+
+
 _COMMANDS: dict[str, Callable[[Gateway, argparse.Namespace, IO[str], IO[str]], int]] = {
     "list": _list,
     "show": _show,
     "watch": _watch,
     "cancel": _cancel,
     "retry": _retry,
+    "revert": _revert,
 }
 
 

@@ -85,6 +85,8 @@ class Settings:
     incomplete_job_seconds: float = 600.0
     incomplete_job_check_seconds: float = 30.0
     max_job_records: int = 1_000_000
+    revert_retention_seconds: float = 30 * 24 * 3600.0
+    """How long a job's before-images are kept (it can be reverted); then ``RevertExpired``."""
     fault_injection_key: str = ""
     metrics_port: int = 9400
     """Prometheus metrics: the consumers listen here, worker N on this + N; 0 turns them off."""
@@ -202,6 +204,8 @@ def _check(settings: Settings) -> None:
             f"{PREFIX}EVENT_FRAMING=confluent needs {PREFIX}SCHEMA_REGISTRY_URL: the schema ids "
             "come from the registry"
         )
+    if settings.revert_retention_seconds <= 0:
+        raise SettingsError(f"{PREFIX}REVERT_RETENTION_SECONDS must be positive")
     if settings.max_job_records < settings.max_async_records:
         raise SettingsError(f"{PREFIX}MAX_JOB_RECORDS must be at least {PREFIX}MAX_ASYNC_RECORDS")
 

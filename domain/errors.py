@@ -48,6 +48,7 @@ class ErrorCode(StrEnum):
     RecordNotProcessed = "RecordNotProcessed"
     RecordNotReceived = "RecordNotReceived"
     ErrorRateExceeded = "ErrorRateExceeded"
+    ChangedSince = "ChangedSince"
     # API errors that concern no record.
     Unauthorized = "Unauthorized"
     NotFound = "NotFound"
@@ -58,6 +59,9 @@ class ErrorCode(StrEnum):
     JobNotCancellable = "JobNotCancellable"
     JobNotTerminal = "JobNotTerminal"
     NothingToRetry = "NothingToRetry"
+    NothingToRevert = "NothingToRevert"
+    JobAlreadyReverted = "JobAlreadyReverted"
+    RevertExpired = "RevertExpired"
     ImportBlocked = "ImportBlocked"
     ServiceUnavailable = "ServiceUnavailable"
     InternalError = "InternalError"

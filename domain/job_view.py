@@ -18,10 +18,13 @@ from domain.bulk_requests import Operation
 from domain.errors import MAX_ERRORS, ErrorCode
 from domain.jobs import JobStatus, RecordStatus, is_terminal
 from domain.json_schema import ViewField, fill, not_none, view_schema
+from domain.revert import REVERT_OPERATION
 
 API_PREFIX = "/api/v1"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 OPERATIONS = tuple(operation.value for operation in Operation)
+JOB_OPERATIONS = (*OPERATIONS, REVERT_OPERATION)
+"""A job's ``operation``: what its records ask for, or ``revert`` (POST /jobs/{id}/revert)."""
 MAX_PAGE = 200
 """The most jobs one page of ``GET /jobs`` holds (``limit``)."""
 RESULT_FORMATS = ("zip", "csv")
@@ -149,7 +152,7 @@ OPTION_VIEW_FIELDS: tuple[ViewField[JobSource], ...] = (
 JOB_FIELDS: tuple[ViewField[JobSource], ...] = (
     ViewField("job_id", js.UUID, _row("job_id")),
     ViewField("entity", js.string("The entity the records are"), _row("entity")),
-    ViewField("operation", js.enum(OPERATIONS), _row("operation")),
+    ViewField("operation", js.enum(JOB_OPERATIONS), _row("operation")),
     ViewField(
         "source", js.enum(SOURCES, "How the job came: HTTP records, a file, Kafka"), _row("source")
     ),
@@ -179,6 +182,18 @@ JOB_FIELDS: tuple[ViewField[JobSource], ...] = (
         "parent_job_id",
         js.nullable(js.string("The job this one retries; null for others", format="uuid")),
         lambda source: source.job.get("parent_job_id"),
+    ),
+    ViewField(
+        "revert_of_job_id",
+        js.string("A revert job: the job whose writes it undoes", format="uuid"),
+        lambda source: source.job.get("revert_of_job_id"),
+        bool,
+    ),
+    ViewField(
+        "reverted_by_job_id",
+        js.string("The revert job that undoes this job's writes", format="uuid"),
+        lambda source: source.job.get("reverted_by_job_id"),
+        bool,
     ),
     *OPTION_VIEW_FIELDS,
     ViewField("created_at", js.TIMESTAMP, _moment("created_at")),

@@ -36,6 +36,8 @@ class RecordStatus(StrEnum):
     UNCHANGED = "UNCHANGED"
     FAILED = "FAILED"
     SKIPPED = "SKIPPED"
+    DELETED = "DELETED"  # a revert removed the row the reverted job created
+    RESTORED = "RESTORED"  # a revert put back the row the reverted job updated
 
 
 TERMINAL_STATUSES: frozenset[JobStatus] = frozenset(

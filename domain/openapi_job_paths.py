@@ -117,6 +117,7 @@ def job_paths() -> dict[str, Any]:
             )
         },
         job + "/retry": {"post": _retry_operation()},
+        job + "/revert": {"post": _revert_operation()},
         job + "/events": {
             "get": operation(
                 "follow_job",
@@ -275,4 +276,40 @@ def _retry_operation() -> dict[str, Any]:
         "report and imported again with `retry_of` (POST /imports).",
         parameters=[JOB_ID, IDEMPOTENCY_KEY],
         body={"required": False, "content": {JSON: {"schema": js.ref("RetryRequest")}}},
+    )
+
+
+def _revert_operation() -> dict[str, Any]:
+    return operation(
+        "revert_job",
+        "jobs",
+        "Revert a job: undo the writes it made",
+        {
+            "202": accepted(
+                "A revert job (operation revert, revert_of_job_id names this job) of one record "
+                "per row the job wrote: a row it created is DELETED, a row it updated RESTORED "
+                "to its before-image, a row a later job changed since FAILED with ChangedSince"
+            ),
+            "409": problem(
+                "The job has not ended, was reverted already, ended longer ago than the "
+                "retention, or the Idempotency-Key was used for another request",
+                ("running", ErrorCode.JobNotTerminal, "Job 7c0… is still STARTED"),
+                ("twice", ErrorCode.JobAlreadyReverted, "Job 7c0… was already reverted"),
+                ("expired", ErrorCode.RevertExpired, "Job 7c0… ended more than 2592000 s ago"),
+            ),
+            "422": problem(
+                "The job wrote no row: a dry run, a revert, or every record failed",
+                (
+                    "nothing",
+                    ErrorCode.NothingToRevert,
+                    "Job 7c0… has nothing to revert: it is a dry run and wrote no row",
+                ),
+            ),
+            **NOT_FOUND,
+            **UNAVAILABLE,
+        },
+        description="No body. Before-images are kept BULK_INGEST_REVERT_RETENTION_SECONDS "
+        "(default 30 days) after the job ended. The revert job's outcome events use "
+        "bulk.outcomes v3 (statuses DELETED and RESTORED); both count as successful.",
+        parameters=[JOB_ID, IDEMPOTENCY_KEY],
     )

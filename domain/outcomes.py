@@ -133,6 +133,11 @@ class StoredRow(NamedTuple):
     record_id: str
     values: Mapping[str, Any]
     last: Order = BEFORE_ALL  # the write that last reached the row
+    last_job_id: str | None = None  # the job of that write (None: unknown, or before 0005)
+
+
+BeforeKey = tuple[str, tuple[str, str, str]]
+"""(job id, row key): one job's first write to one row."""
 
 
 @dataclass
@@ -141,6 +146,10 @@ class Writes:
 
     inserts: dict[tuple[str, str, str], tuple[str, PendingRecord]] = field(default_factory=dict)
     updates: dict[tuple[str, str, str], tuple[str, PendingRecord]] = field(default_factory=dict)
+    before: dict[BeforeKey, tuple[str, StoredRow]] = field(default_factory=dict)
+    """Per job and row it updated, (record id, the row before that job's first write to it in
+    this batch): the before-image a revert restores (storage.before_images). A row a job
+    created needs none: its ``CREATED`` outcome in the ledger says so."""
 
 
 def _failed(record: PendingRecord, code: str, message: str, field_: str | None) -> Outcome:
@@ -210,13 +219,14 @@ def decide_record(
         )
     if existing is None:
         record_id = new_record_id()
-        current[record.row_key] = StoredRow(record_id, record.record, order)
+        current[record.row_key] = StoredRow(record_id, record.record, order, record.job_id)
         writes.inserts[record.row_key] = (record_id, record)
         return _succeeded(record, RecordStatus.CREATED, record_id)
     if order < existing.last:  # a later job wrote the row already: this write loses
         return _succeeded(record, RecordStatus.UNCHANGED, existing.record_id)
     unchanged = dict(existing.values) == dict(record.record)
-    current[record.row_key] = StoredRow(existing.record_id, record.record, order)
+    current[record.row_key] = StoredRow(existing.record_id, record.record, order, record.job_id)
+    writes.before.setdefault((record.job_id, record.row_key), (existing.record_id, existing))
     if record.row_key in writes.inserts:  # created earlier in this batch: insert the final value
         writes.inserts[record.row_key] = (existing.record_id, record)
     else:  # also when unchanged: the row must remember this (later) write

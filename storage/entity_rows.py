@@ -67,11 +67,12 @@ class EntityTableMap:
 
     def rows_of_keys(self, table: str | None = None) -> sql.Composed:
         """The rows of one tenant with any of some keys (parameters: tenant id, key list):
-        id, the order of their last write, then ``columns``. The keys are the condition of the
-        ``(key, tenant_id)`` index whatever the statistics say of the tenant (migration 0006);
-        ``table`` names another table of the same shape."""
+        id, the order of their last write and its job, then ``columns``. The keys are the
+        condition of the ``(key, tenant_id)`` index whatever the statistics say of the tenant
+        (migration 0006); ``table`` names another table of the same shape."""
         return sql.SQL(
-            "SELECT id::text, coalesce(last_seq, 0), coalesce(last_index, -1), {columns} "
+            "SELECT id::text, coalesce(last_seq, 0), coalesce(last_index, -1), last_job_id::text, "
+            "{columns} "
             "FROM {table} WHERE tenant_id = %s AND {key} = ANY(%s)"
         ).format(
             columns=sql.SQL(", ").join(map(sql.Identifier, self.columns)),

@@ -39,7 +39,8 @@ COLUMNS = (
     "failure_reason, report_path, results_path, started_at, completed_at, created_at, "
     "updated_at, abandoned_at, accepted_seq, cancel_requested_at, dry_run, defaults, "
     "max_error_rate, min_records, outcome_events, error_rate_tripped_at, "
-    "parent_job_id::text AS parent_job_id"
+    "parent_job_id::text AS parent_job_id, revert_of_job_id::text AS revert_of_job_id, "
+    "reverted_by_job_id::text AS reverted_by_job_id"
 )
 
 
@@ -86,6 +87,8 @@ class NewJob:
     parent_job_id: str | None = None
     """The terminal job whose failed and skipped records this one retries."""
     options: JobOptions = NO_OPTIONS
+    revert_of_job_id: str | None = None
+    """The terminal job whose writes this one reverts."""
 
     def params(self) -> dict[str, Any]:
         """The statement parameters of its row (the options as their columns)."""
@@ -112,10 +115,10 @@ async def insert_job(conn: Connection, job: NewJob) -> None:
     await _run(
         conn,
         "INSERT INTO jobs (job_id, tenant_id, entity, operation, source, status, total, "
-        f"webhook_url, idempotency_key, request_hash, parent_job_id, {_OPTION_COLUMNS}) VALUES "
-        "(%(job_id)s, %(tenant_id)s, %(entity)s, %(operation)s, %(source)s, %(status)s, "
-        "%(total)s, %(webhook_url)s, %(idempotency_key)s, %(request_hash)s, %(parent_job_id)s, "
-        f"{_OPTION_VALUES})",
+        "webhook_url, idempotency_key, request_hash, parent_job_id, revert_of_job_id, "
+        f"{_OPTION_COLUMNS}) VALUES (%(job_id)s, %(tenant_id)s, %(entity)s, %(operation)s, "
+        "%(source)s, %(status)s, %(total)s, %(webhook_url)s, %(idempotency_key)s, "
+        f"%(request_hash)s, %(parent_job_id)s, %(revert_of_job_id)s, {_OPTION_VALUES})",
         job.params(),
     )
     await notify(conn, JOB_CHANGED_CHANNEL, job.job_id)
@@ -162,6 +165,20 @@ async def get_job(conn: Connection, job_id: str, tenant_id: str | None = None) -
         conn,
         f"SELECT {COLUMNS} FROM jobs WHERE job_id = %s AND tenant_id = %s",
         [job_id, tenant_id],
+    )
+
+
+async def claim_revert(conn: Connection, job_id: str, revert_job_id: str) -> bool:
+    """Note that ``revert_job_id`` reverts the job; False when another revert has it already
+    (one conditional UPDATE: of two concurrent reverts, one wins)."""
+    return (
+        await _run(
+            conn,
+            "UPDATE jobs SET reverted_by_job_id = %s WHERE job_id = %s "
+            "AND reverted_by_job_id IS NULL",
+            [revert_job_id, job_id],
+        )
+        > 0
     )
 
 
@@ -249,6 +266,7 @@ class LockedJob(NamedTuple):
     created_at: datetime
     dry_run: bool = False
     outcome_events: bool = True
+    revert_of: str | None = None  # a revert job: the job it reverts
 
 
 async def lock_for_batch(conn: Connection, job_ids: Iterable[str]) -> dict[str, LockedJob]:
@@ -262,7 +280,8 @@ async def lock_for_batch(conn: Connection, job_ids: Iterable[str]) -> dict[str, 
     rows = await all_rows(
         conn,
         "SELECT job_id::text AS job_id, status, accepted_seq, created_at, dry_run, "
-        "outcome_events FROM jobs WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id FOR KEY SHARE",
+        "outcome_events, revert_of_job_id::text AS revert_of FROM jobs "
+        "WHERE job_id = ANY(%s::uuid[]) ORDER BY job_id FOR KEY SHARE",
         [sorted(set(job_ids))],
     )
     return {
@@ -272,6 +291,7 @@ async def lock_for_batch(conn: Connection, job_ids: Iterable[str]) -> dict[str, 
             r["created_at"],
             bool(r["dry_run"]),
             bool(r["outcome_events"]),
+            r["revert_of"],
         )
         for r in rows
     }

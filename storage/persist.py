@@ -24,7 +24,7 @@ the same records first) is answered by deciding again with the whole ledger read
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,15 +42,23 @@ from domain.outcomes import (
     StoredRow,
     Writes,
     decide_batch,
-    part_counts,
 )
+from domain.revert import Restore
 from domain.text import storable, unstorable_character
 from storage import jobs as job_store
+from storage.before_images import (
+    capture_before_images,
+    decide_reverts,
+    images_in_python,
+    write_before_images,
+    write_restores,
+)
 from storage.connection import StageConnection
 from storage.dry_run import decide_dry_runs
 from storage.entity_rows import EntityTableMap
 from storage.errors import VALUE_REFUSED
-from storage.ledger import FILL_PREFIX, LEDGER_COLUMNS, ledger_outcomes, ledger_row, write_ledger
+from storage.job_parts import parts_needing_lookup, write_parts
+from storage.ledger import LEDGER_COLUMNS, ledger_outcomes, ledger_row, write_ledger
 
 MAX_ROUNDS = 4
 """Decide-and-write rounds per batch: the first, then one per isolation or reconciliation."""
@@ -102,6 +110,7 @@ class _Decided:
     accepted_at: dict[str, datetime]
     dry_run: frozenset[str]
     silent: frozenset[str]
+    restores: list[tuple[str, Restore]]  # (reverted job, change)
 
 
 class BatchPersister:
@@ -158,8 +167,9 @@ class BatchPersister:
             round_ = await self._decide(conn, parts, refused, reconcile)
             events = self._encoded(round_.decided, round_.records)
             await self._write_entities(conn, round_.writes, round_.sequences)
+            await write_restores(conn, self._tables, round_.restores)
             await write_ledger(conn, round_.decided)
-            await _write_parts(conn, round_.live, {(o.job_id, o.index): o for o in round_.decided})
+            await write_parts(conn, round_.live, {(o.job_id, o.index): o for o in round_.decided})
         again = {(o.job_id, o.index): self._encode(o) for o in round_.done.values()}
         encoded = {**again, **events}
         outcomes = sorted(
@@ -186,7 +196,7 @@ class BatchPersister:
         live = [p for p in parts if p.job_id in jobs and not is_terminal(jobs[p.job_id].status)]
         sequences = {job_id: job.accepted_seq for job_id, job in jobs.items()}
         accepted_at = {job_id: job.created_at for job_id, job in jobs.items()}
-        looked_up = live if reconcile else await _parts_needing_lookup(conn, live)
+        looked_up = live if reconcile else await parts_needing_lookup(conn, live)
         done = await ledger_outcomes(conn, [r for part in looked_up for r in part.records])
         records = {(r.job_id, r.index): r for part in live for r in part.records}
         pending = [
@@ -196,15 +206,35 @@ class BatchPersister:
         ]
         stored = await self._stored_rows(conn, pending)
         dry = {job_id for job_id, job in jobs.items() if job.dry_run}
+        reverting = {j: job.revert_of for j, job in jobs.items() if job.revert_of is not None}
         decided, writes = decide_batch(
-            [r for r in pending if r.job_id not in dry], stored, self._key_fields, sequences
+            [r for r in pending if r.job_id not in dry and r.job_id not in reverting],
+            stored,
+            self._key_fields,
+            sequences,
         )
         if dry:
             dry_records = [r for r in pending if r.job_id in dry]
             decided += await decide_dry_runs(conn, dry_records, stored, self._key_fields, sequences)
+        restores: list[tuple[str, Restore]] = []
+        if reverting:
+            revert_records = [r for r in pending if r.job_id in reverting]
+            reverted, restores = await decide_reverts(
+                conn, revert_records, stored, writes, reverting
+            )
+            decided += reverted
         silent = frozenset(j for j, job in jobs.items() if job.dry_run or not job.outcome_events)
         return _Decided(
-            live, done, decided, writes, records, sequences, accepted_at, frozenset(dry), silent
+            live,
+            done,
+            decided,
+            writes,
+            records,
+            sequences,
+            accepted_at,
+            frozenset(dry),
+            silent,
+            restores,
         )
 
     def _encoded(
@@ -321,10 +351,10 @@ class BatchPersister:
         for (tenant_id, entity), keys in wanted.items():
             table = self._tables[entity]
             cursor = await conn.execute(table.rows_of_keys(), [tenant_id, list(keys)])
-            for record_id, last_seq, last_index, *values in await cursor.fetchall():
+            for record_id, last_seq, last_index, last_job, *values in await cursor.fetchall():
                 record = table.record_from_row(dict(zip(table.columns, values, strict=True)))
                 stored[(tenant_id, entity, record[table.key_field])] = StoredRow(
-                    record_id, record, (last_seq, last_index)
+                    record_id, record, (last_seq, last_index), last_job
                 )
         return stored
 
@@ -340,8 +370,11 @@ class BatchPersister:
         by_entity_updates: dict[str, list[tuple[str, PendingRecord]]] = defaultdict(list)
         for record_id, record in writes.updates.values():
             by_entity_updates[record.entity].append((record_id, record))
+        in_python = images_in_python(writes)  # before-images the rows cannot give (rare)
+        not_captured = {record_id for _, _, record_id, _ in in_python}
         for entity, rows in by_entity_updates.items():
-            await self._update_rows(conn, self._tables[entity], rows, sequences)
+            await self._update_rows(conn, self._tables[entity], rows, sequences, not_captured)
+        await write_before_images(conn, self._tables, in_python)
 
     async def _copy_rows(
         self,
@@ -375,6 +408,7 @@ class BatchPersister:
         table: EntityTableMap,
         rows: Sequence[tuple[str, PendingRecord]],
         sequences: Mapping[str, int],
+        not_captured: Collection[str],
     ) -> None:
         staging = f"staging_{table.table}"
         await conn.execute(
@@ -384,6 +418,7 @@ class BatchPersister:
             ).format(staging=sql.Identifier(staging), table=sql.Identifier(table.table))
         )
         await self._copy_rows(conn, table, rows, staging, sequences)
+        await capture_before_images(conn, table, staging, not_captured)
         assignments = sql.SQL(", ").join(
             sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c))
             for c in (*table.columns, "last_job_id", "last_seq", "last_index")
@@ -427,64 +462,3 @@ def _column_named_by(error: Exception) -> str | None:
     if marker not in context:
         return None
     return context.split(marker, 1)[1].split(":", 1)[0].strip()
-
-
-async def _parts_needing_lookup(
-    conn: psycopg.AsyncConnection[Any], parts: Sequence[BatchPart]
-) -> list[BatchPart]:
-    """Parts whose records may already be in the ledger.
-
-    Those with a ``job_parts`` row of their own (ledger rows and part rows are written in the
-    same transaction), and every part of a job the service filled (``!`` parts: their outcomes
-    were written for records that may still arrive). A part without either was never decided,
-    and the (costly) ledger lookup is skipped for it: a redelivery pays for the lookup, the
-    first delivery does not.
-    """
-    if not parts:
-        return []
-    cursor = await conn.execute(
-        "SELECT p.job_id::text, p.part_id FROM job_parts p "
-        "JOIN unnest(%s::uuid[], %s::text[]) AS wanted(job_id, part_id) "
-        "ON p.job_id = wanted.job_id AND p.part_id = wanted.part_id "
-        "UNION ALL SELECT DISTINCT job_id::text, %s FROM job_parts "
-        "WHERE job_id = ANY(%s::uuid[]) AND starts_with(part_id, %s)",
-        [
-            [part.job_id for part in parts],
-            [part.part_id for part in parts],
-            FILL_PREFIX,
-            sorted({part.job_id for part in parts}),
-            FILL_PREFIX,
-        ],
-    )
-    rows = await cursor.fetchall()
-    seen = {(job_id, part_id) for job_id, part_id in rows}
-    filled = {job_id for job_id, part_id in rows if part_id == FILL_PREFIX}
-    return [p for p in parts if (p.job_id, p.part_id) in seen or p.job_id in filled]
-
-
-async def _write_parts(
-    conn: psycopg.AsyncConnection[Any],
-    parts: Sequence[BatchPart],
-    decided: Mapping[tuple[str, int], Outcome],
-) -> None:
-    rows = []
-    counted: set[tuple[str, int]] = set()  # a record two parts both carry counts once
-    for part in parts:
-        fresh = []
-        for r in part.records:
-            key = (r.job_id, r.index)
-            if key in decided and key not in counted:
-                counted.add(key)
-                fresh.append(decided[key])
-        if fresh:
-            rows.append((part.job_id, part.part_id, *part_counts(fresh)))
-    if rows:
-        async with conn.cursor() as cursor:
-            await cursor.executemany(
-                "INSERT INTO job_parts (job_id, part_id, successful, failed, skipped) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (job_id, part_id) DO UPDATE SET "
-                "successful = job_parts.successful + EXCLUDED.successful, "
-                "failed = job_parts.failed + EXCLUDED.failed, "
-                "skipped = job_parts.skipped + EXCLUDED.skipped",
-                rows,
-            )

@@ -103,6 +103,8 @@ jobs = Table(
         server_default=text("nextval('job_acceptance_seq')"),
     ),
     Column("parent_job_id", UUID(as_uuid=False)),  # a retry's parent (migration 0008)
+    Column("revert_of_job_id", UUID(as_uuid=False)),  # a revert job's target (migration 0010)
+    Column("reverted_by_job_id", UUID(as_uuid=False)),  # set once, by the revert (0010)
     Index("jobs_tenant_created", "tenant_id", text("created_at DESC"), text("job_id DESC")),
     Index(
         "jobs_tenant_idempotency_key",
@@ -340,3 +342,22 @@ Index(
     jobs.c.parent_job_id,
     postgresql_where=text("parent_job_id IS NOT NULL"),
 )
+
+# What a job's writes replaced, for reverting it (migration 0010, storage.before_images).
+before_images = Table(
+    "before_images",
+    metadata,
+    Column("job_id", UUID(as_uuid=False), nullable=False),
+    Column("key", Text, nullable=False),
+    Column("tenant_id", UUID(as_uuid=False), nullable=False),
+    Column("entity", Text, nullable=False),
+    Column("record_id", UUID(as_uuid=False), nullable=False),
+    Column("before", JSONB),
+    Column("last_job_id", UUID(as_uuid=False)),
+    Column("last_seq", BigInteger),
+    Column("last_index", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("job_id", "key"),
+)
+
+__all__ += ["before_images"]

@@ -91,6 +91,7 @@ UNDECIDABLE_422: dict[str, str] = {
     "redeliver_job_webhook": "the job must have a webhook_url",
     "retry_job": "the job must have failed or skipped records with the codes asked for "
     "(NothingToRetry)",
+    "revert_job": "the job must have written rows: not a dry run, not a revert (NothingToRevert)",
 }
 """Operations whose schema-valid requests may still be refused (422) for what the request
 names rather than for its shape; positive_data_acceptance takes 422 from these only."""

@@ -53,7 +53,7 @@ def test_message_written_with_an_older_version_is_read_by_the_newer_one():
     raw_v1 = json.loads((SCHEMAS / "topics" / "bulk.outcomes" / "v1.avsc").read_text())
     old_writer = AvroCodec("bulk.outcomes", {1: parse_topic_schema(raw_v1, named)})
     reader = load_codec(SCHEMAS, "bulk.outcomes")
-    assert reader.latest.version == 2
+    assert reader.latest.version == 3
     old_event = {
         "job_id": "j",
         "tenant_id": "t",
@@ -68,6 +68,25 @@ def test_message_written_with_an_older_version_is_read_by_the_newer_one():
     decoded = reader.decode(old_writer.encode(old_event))
     assert decoded["index"] == 4 and decoded["status"] == "CREATED"
     assert decoded["error_field"] is None and decoded["line"] is None
+
+
+def test_a_v2_reader_resolves_the_v3_statuses_of_a_revert_to_its_default():
+    """bulk.outcomes v3 adds DELETED and RESTORED; a v2 reader given the writer schema (a
+    Schema Registry) reads them as its enum default, FAILED; without it the v3 fingerprint is
+    unknown to it (a typed error, never a wrong status)."""
+    named = load_named_types(SCHEMAS / "entities")
+    raw_v2 = json.loads((SCHEMAS / "topics" / "bulk.outcomes" / "v2.avsc").read_text())
+    old_reader = AvroCodec("bulk.outcomes", {2: parse_topic_schema(raw_v2, named)})
+    writer = load_codec(SCHEMAS, "bulk.outcomes")
+    event = {**OUTCOME_V2, "status": "DELETED", "error_code": None, "error_message": None}
+    payload = writer.encode(event)
+    assert writer.decode(payload)["status"] == "DELETED"
+    with pytest.raises(UndecodableMessage) as caught:
+        old_reader.decode(payload)
+    assert caught.value.reason == "unknown-schema"
+    old_reader.learn(42, writer.latest.parsed)
+    registry_framed = confluent_header(42) + payload[HEADER_SIZE:]
+    assert old_reader.decode(registry_framed)["status"] == "FAILED"
 
 
 def test_garbage_bytes_raise_a_typed_error():

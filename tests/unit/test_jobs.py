@@ -36,6 +36,8 @@ def test_status_names_are_the_public_contract() -> None:
         "UNCHANGED",
         "FAILED",
         "SKIPPED",
+        "DELETED",
+        "RESTORED",
     ]
     assert set(NON_TERMINAL) | TERMINAL_STATUSES == set(JobStatus)
     assert not any(is_terminal(s) for s in NON_TERMINAL)
