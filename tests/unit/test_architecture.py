@@ -77,3 +77,10 @@ def test_every_type_ignore_names_its_code_and_why() -> None:
     unexplained = [(where, line) for where, line in ignores if not CODED_AND_EXPLAINED.search(line)]
     assert unexplained == []
     assert len(ignores) <= MAX_TYPE_IGNORES
+
+
+def test_test_modules_have_names_of_their_own() -> None:
+    """pytest collects tests/unit, tests/integration, tests/e2e and tests/browser together, with
+    rootdir-relative module names: two test files with one basename stop the whole collection."""
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted(name for name in set(names) if names.count(name) > 1) == []
