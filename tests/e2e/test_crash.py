@@ -86,9 +86,24 @@ def _a_victim_that_never_commits(settings, service) -> None:
 def _batches_held(settings, job_id: str) -> Iterator[None]:
     """The job row locked FOR UPDATE: batches already writing finish (the lock waits for them),
     new ones wait at their first statement (FOR KEY SHARE) until the block ends. Meanwhile no
-    outcome of the job is committed anywhere, so the workers' counters stand still."""
+    outcome of the job is committed anywhere, so the workers' counters stand still. The block
+    starts once both workers have a batch of the job waiting: the victim then dies with records
+    unwritten, so the job cannot end before its partitions are redelivered — a job that ended
+    first would take the redelivered batches as a terminal job's (ignored), and the test would
+    prove nothing (on a fast day a 20,000-record job ends in 3 s, before the rebalance)."""
     with psycopg.connect(settings.libpq_url) as conn, conn.transaction():
         conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
+        holder = conn.info.backend_pid
+
+        def both_waiting() -> bool:
+            with psycopg.connect(settings.libpq_url) as probe:
+                row = probe.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    [holder],
+                ).fetchone()
+            return bool(row and row[0] >= 2)
+
+        poll(both_waiting, 60, "a batch of the job waiting on each worker", interval=0.02)
         yield
 
 
