@@ -24,6 +24,7 @@ from psycopg.rows import dict_row
 from domain.compact_json import compact_json
 from domain.jobs import RecordStatus
 from domain.outcomes import Outcome, PendingRecord
+from domain.text import json_storable, storable
 from storage.connection import Connection, driver
 
 FILL_PREFIX = "!"
@@ -334,3 +335,32 @@ async def retry_candidates(
             {"job": job_id, "codes": None if codes is None else list(codes), "limit": limit},
         )
         return await cursor.fetchall()
+
+
+async def keep_late_records(
+    conn: psycopg.AsyncConnection[Any], records: Sequence[PendingRecord]
+) -> int:
+    """Records that reached the persist stage after their job ended (a cancel, the error-rate
+    breaker): where the ledger has them ``SKIPPED`` without values, keep the values, so
+    ``POST /jobs/{id}/retry`` can send them again. Outcomes, counts and the job stay as they
+    are; the number of rows given their values."""
+    late = [r for r in records if r.record is not None and r.failure is None]
+    if not late:
+        return 0
+    cursor = await conn.execute(
+        "UPDATE record_outcomes AS o SET record = w.record::jsonb, key = coalesce(o.key, w.key), "
+        "line = coalesce(o.line, w.line), source = coalesce(o.source, w.source::jsonb) "
+        "FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], "
+        "%s::text[]) AS w(job_id, index, key, record, line, source) "
+        "WHERE o.job_id = w.job_id AND o.index = w.index AND o.status = %s AND o.record IS NULL",
+        [
+            [r.job_id for r in late],
+            [r.index for r in late],
+            [storable(r.key) for r in late],
+            [json_or_none(json_storable(r.record)) for r in late],
+            [r.line for r in late],
+            [json_or_none(r.source) for r in late],
+            RecordStatus.SKIPPED.value,
+        ],
+    )
+    return cursor.rowcount

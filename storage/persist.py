@@ -58,7 +58,13 @@ from storage.dry_run import decide_dry_runs
 from storage.entity_rows import EntityTableMap
 from storage.errors import VALUE_REFUSED
 from storage.job_parts import parts_needing_lookup, write_parts
-from storage.ledger import LEDGER_COLUMNS, ledger_outcomes, ledger_row, write_ledger
+from storage.ledger import (
+    LEDGER_COLUMNS,
+    keep_late_records,
+    ledger_outcomes,
+    ledger_row,
+    write_ledger,
+)
 
 MAX_ROUNDS = 4
 """Decide-and-write rounds per batch: the first, then one per isolation or reconciliation."""
@@ -194,6 +200,9 @@ class BatchPersister:
     ) -> _Decided:
         jobs = await job_store.lock_for_batch(conn, {part.job_id for part in parts})
         live = [p for p in parts if p.job_id in jobs and not is_terminal(jobs[p.job_id].status)]
+        ended = [p for p in parts if p.job_id in jobs and is_terminal(jobs[p.job_id].status)]
+        if ended:  # a stopped job's late records: their values, for retry (ledger.py)
+            await keep_late_records(conn, [r for part in ended for r in part.records])
         sequences = {job_id: job.accepted_seq for job_id, job in jobs.items()}
         accepted_at = {job_id: job.created_at for job_id, job in jobs.items()}
         looked_up = live if reconcile else await parts_needing_lookup(conn, live)

@@ -305,6 +305,22 @@ def test_the_breaker_stops_a_job_once_its_error_rate_is_exceeded(tenant, make_te
     # Every other job still completes.
     done = other.api.post(SYNC, {"records": customers(unique_prefix(), 10)}).json()
     assert done["status"] == "COMPLETED"
+    # The records the held worker got after the trip keep their values in the ledger, so fix
+    # and retry sends the skipped records as well as the failed ones.
+    kept = poll(lambda: _skipped_with_values(settings, stopped["job_id"]), 60, "late records")
+    child = tenant.api.post(f"/api/v1/jobs/{stopped['job_id']}/retry")
+    assert child.status == 202, child.body
+    assert child.json()["total"] == stopped["failed"] + kept
+
+
+def _skipped_with_values(settings: Any, job_id: str) -> int:
+    with psycopg.connect(settings.libpq_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM record_outcomes WHERE job_id = %s AND status = 'SKIPPED' "
+            "AND record IS NOT NULL",
+            [job_id],
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def test_the_breaker_stops_an_import_reading_its_file(tenant, settings):
