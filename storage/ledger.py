@@ -24,7 +24,7 @@ from psycopg.rows import dict_row
 from domain.compact_json import compact_json
 from domain.jobs import RecordStatus
 from domain.outcomes import Outcome, PendingRecord
-from domain.text import json_storable, storable
+from domain.text import json_storable
 from storage.connection import Connection, driver
 
 FILL_PREFIX = "!"
@@ -348,17 +348,17 @@ async def keep_late_records(
     if not late:
         return 0
     cursor = await conn.execute(
-        "UPDATE record_outcomes AS o SET record = w.record::jsonb, key = coalesce(o.key, w.key), "
-        "line = coalesce(o.line, w.line), source = coalesce(o.source, w.source::jsonb) "
-        "FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[], %s::bigint[], "
-        "%s::text[]) AS w(job_id, index, key, record, line, source) "
+        # Only what no event carries: the key and line stay as announced (a re-emitted event
+        # must be byte-identical to the first).
+        "UPDATE record_outcomes AS o SET record = w.record::jsonb, "
+        "source = coalesce(o.source, w.source::jsonb) "
+        "FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[]) "
+        "AS w(job_id, index, record, source) "
         "WHERE o.job_id = w.job_id AND o.index = w.index AND o.status = %s AND o.record IS NULL",
         [
             [r.job_id for r in late],
             [r.index for r in late],
-            [storable(r.key) for r in late],
             [json_or_none(json_storable(r.record)) for r in late],
-            [r.line for r in late],
             [json_or_none(r.source) for r in late],
             RecordStatus.SKIPPED.value,
         ],

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from confluent_kafka import ConsumerGroupState
+from confluent_kafka.admin import AdminClient
 from psycopg import sql
 
 from bulk_ingest.cli import prepare_backends
@@ -217,8 +219,19 @@ def _wait_healthy(service: RunningService) -> None:
     poll(healthy, 60, "the gateway to report healthy")
 
 
+def _every_worker_in_the_group(service: RunningService) -> bool:
+    """Every worker is a member of the stable consumer group, with partitions of its own."""
+    settings = service.settings
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(30)
+    owners = [m for m in group.members if m.assignment.topic_partitions]
+    return group.state == ConsumerGroupState.STABLE and len(owners) == len(service.workers)
+
+
 def _wait_pipeline_ready(service: RunningService) -> None:
-    """A warm-up job must finish: workers joined the group and own their partitions."""
+    """Every worker joined the group (a late one would rebalance it under the first test's
+    job: a stall longer than the incomplete-job timeout), then a warm-up job must finish."""
+    poll(lambda: _every_worker_in_the_group(service), 120, "every worker to join the group")
     engine = sync_engine(service.settings.sqlalchemy_url)
     try:
         created = create_tenant(engine, "warm-up", DEFAULT_REFERENCE_TYPES)
