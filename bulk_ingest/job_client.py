@@ -130,19 +130,23 @@ def _cancel(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[st
 def _retry(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     body = {"codes": args.codes} if args.codes else None
     job = gateway.json("POST", f"/api/v1/jobs/{args.job_id}/retry", 202, body=body)
-    if args.wait:
-        job = watch(gateway, job["job_id"], err)
-    if args.json:
-        out.write(json.dumps(job, indent=2) + "\n")
-    elif args.wait:
-        out.write(summary(job))
-    else:
-        out.write(f"job {job['job_id']}: retries {job['total']:,} records of {args.job_id}\n")
-    return 0 if not args.wait or job["status"] == "COMPLETED" else 1
+    return _child_job(gateway, args, job, f"retries {job['total']:,} records", out, err)
 
 
 def _revert(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[str]) -> int:
     job = gateway.json("POST", f"/api/v1/jobs/{args.job_id}/revert", 202)
+    return _child_job(gateway, args, job, f"reverts {job['total']:,} rows", out, err)
+
+
+def _child_job(
+    gateway: Gateway,
+    args: argparse.Namespace,
+    job: dict[str, Any],
+    what: str,
+    out: IO[str],
+    err: IO[str],
+) -> int:
+    """A job made from ``args.job_id`` (a retry, a revert): followed with ``--wait``, printed."""
     if args.wait:
         job = watch(gateway, job["job_id"], err)
     if args.json:
@@ -150,7 +154,7 @@ def _revert(gateway: Gateway, args: argparse.Namespace, out: IO[str], err: IO[st
     elif args.wait:
         out.write(summary(job))
     else:
-        out.write(f"job {job['job_id']}: reverts {job['total']:,} rows of {args.job_id}\n")
+        out.write(f"job {job['job_id']}: {what} of {args.job_id}\n")
     return 0 if not args.wait or job["status"] == "COMPLETED" else 1
 
 

@@ -13,14 +13,20 @@ from typing import Any
 
 import psycopg
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from domain.codec import load_codec
 from domain.entities import default_schemas_dir
 from tests.support.http import poll
 from tests.support.imports import MAPPING, csv_text, imported, start, uploaded
 from tests.support.jobs import a_worker_held
-from tests.support.kafka import avro_customer, chunk, dead_letters, headers_of, publish_chunks
+from tests.support.kafka import (
+    avro_customer,
+    chunk,
+    dead_letters,
+    headers_of,
+    publish_chunks,
+    read_to_end,
+)
 from tests.support.outcomes import outcome_events
 from tests.support.records import customer, customers, unique_prefix
 
@@ -59,29 +65,8 @@ def results(tenant: Any, job_id: str) -> dict[int, tuple[str, str]]:
 def job_events(settings: Any, job_id: str) -> list[str]:
     """The statuses ``bulk.jobs`` carried for the job, read from the start."""
     codec = load_codec(default_schemas_dir(), "bulk.jobs")
-    topic = settings.topics.jobs
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}"}
-    )
-    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-    ends = {
-        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-        for p in partitions
-    }
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    statuses, read = [], dict.fromkeys(partitions, 0)
-    try:
-        while any(read[p] < ends[p] for p in partitions):
-            for message in consumer.consume(1000, timeout=1):
-                if message.error():
-                    continue
-                read[message.partition()] = message.offset() + 1
-                event = codec.decode(message.value())
-                if event["job_id"] == job_id:
-                    statuses.append(event["status"])
-    finally:
-        consumer.close()
-    return statuses
+    events = [codec.decode(m.value()) for m in read_to_end(settings, settings.topics.jobs)]
+    return [e["status"] for e in events if e["job_id"] == job_id]
 
 
 def refusal(answer: Any) -> list[tuple[str, str | None]]:

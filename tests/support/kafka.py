@@ -90,7 +90,11 @@ def dead_letters(
 
 def all_dead_letters(settings: Any, key: bytes) -> list[Message]:
     """Every message on the dead-letter topic with this Kafka key, read from the start."""
-    topic = settings.topics.dlq
+    return [m for m in read_to_end(settings, settings.topics.dlq) if m.key() == key]
+
+
+def read_to_end(settings: Any, topic: str) -> list[Message]:
+    """Every message of ``topic`` up to its end as it is now, from the start."""
     consumer = Consumer(
         {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}"}
     )
@@ -109,8 +113,7 @@ def all_dead_letters(settings: Any, key: bytes) -> list[Message]:
                 if message.error():
                     continue
                 read[message.partition()] = message.offset() + 1
-                if message.key() == key:
-                    found.append(message)
+                found.append(message)
     finally:
         consumer.close()
     return found
