@@ -41,7 +41,9 @@ def prepare_backends(settings: Settings) -> None:
     from storage.db import migrate
 
     migrate(settings.sqlalchemy_url)
-    ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+    ensure_topics(
+        settings.kafka_bootstrap, settings.topics, settings.partitions, settings.replication
+    )
     topics = settings.topics
     sources = (topics.requests, topics.records, topics.progress, topics.imports)
     seed_committed_offsets(settings.kafka_bootstrap, settings.app_id, sources)
@@ -125,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start everything locally, in the foreground")
     up.add_argument("--workers", type=int, default=2)
     up.add_argument("--registry", action="store_true", help="with a local schema registry")
+    _add_brokers_argument(up)
     stack = commands.add_parser("stack", help="the local Kafka + PostgreSQL")
     stack.add_argument("action", choices=["up", "down", "status"])
     stack.add_argument("--registry", action="store_true", help="up: the schema registry too")
+    _add_brokers_argument(stack)
     db = commands.add_parser("db", help="database administration")
     db.add_argument("action", choices=["migrate"])
     tenants = commands.add_parser("tenants", help="tenant administration")
@@ -157,6 +161,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_brokers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--brokers",
+        type=int,
+        default=None,
+        help="Kafka brokers to run (default BULK_INGEST_KAFKA_BROKERS, 1); 3 is a replicated "
+        "cluster of combined broker+controller nodes, replication factor 3, min.insync.replicas 2",
+    )
+
+
+def with_local_brokers(settings: Settings, brokers: int) -> Settings:
+    """The settings of a local stack of ``brokers`` brokers: the count, and the bootstrap list of
+    every node (they take consecutive port pairs from the first server's)."""
+    from bulk_ingest.processes import stack_config
+
+    if brokers < 1:
+        raise SystemExit("--brokers must be at least 1")
+    resized = settings.with_overrides(kafka_brokers=brokers)
+    return resized.with_overrides(kafka_bootstrap=stack_config(resized).kafka_bootstrap)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "import":  # a client of a (possibly remote) gateway: no local settings
@@ -172,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_template(args)
     settings = load_settings()
+    if getattr(args, "brokers", None) is not None:
+        settings = with_local_brokers(settings, args.brokers)
     if args.command == "up":
         return _up(settings, args.workers, args.registry)
     if args.command == "stack":
@@ -187,7 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "topics":
         from bulk_ingest.kafka import ensure_topics
 
-        ensure_topics(settings.kafka_bootstrap, settings.topics, settings.partitions)
+        ensure_topics(
+            settings.kafka_bootstrap, settings.topics, settings.partitions, settings.replication
+        )
         return 0
     if args.command == "tenants":
         return _tenants_create(settings, args.name)

@@ -13,10 +13,12 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewPartitions, NewTopic
 
+from bulk_ingest.replication import Replication, replication_for
 from bulk_ingest.settings import TopicNames
 
 # Our topics carry chunks of up to a few MiB; the broker default (1 MiB) is too small.
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+SINGLE_BROKER = replication_for(1)
 
 
 class KafkaUnavailable(Exception):
@@ -43,8 +45,15 @@ def _delivery_error(error: KafkaError, topic: str | None) -> Exception:
     return KafkaRefused(text) if error.code() in _REFUSALS else KafkaUnavailable(text)
 
 
-def ensure_topics(bootstrap: str, topics: TopicNames, partitions: int, timeout: float = 30) -> None:
-    """Create missing topics and grow ones with too few partitions (idempotent)."""
+def ensure_topics(
+    bootstrap: str,
+    topics: TopicNames,
+    partitions: int,
+    replication: Replication = SINGLE_BROKER,
+    timeout: float = 30,
+) -> None:
+    """Create missing topics (``replication.factor`` copies, ``min.insync.replicas`` set on each)
+    and grow ones with too few partitions (idempotent)."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = admin.list_topics(timeout=timeout).topics
     wanted = {name: partitions for name in topics.all()}
@@ -52,8 +61,11 @@ def ensure_topics(bootstrap: str, topics: TopicNames, partitions: int, timeout: 
         NewTopic(
             name,
             num_partitions=count,
-            replication_factor=1,
-            config={"max.message.bytes": str(MAX_MESSAGE_BYTES)},
+            replication_factor=replication.factor,
+            config={
+                "max.message.bytes": str(MAX_MESSAGE_BYTES),
+                "min.insync.replicas": str(replication.min_insync),
+            },
         )
         for name, count in wanted.items()
         if name not in existing

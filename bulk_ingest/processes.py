@@ -23,7 +23,8 @@ from stack import StackConfig
 
 
 def stack_config(settings: Settings) -> StackConfig:
-    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    # The stack's brokers take consecutive port pairs from the first bootstrap server's port.
+    host, _, port = settings.bootstrap_servers[0].rpartition(":")
     url = make_url(settings.database_url)
     return StackConfig(
         state_dir=settings.state_dir,
@@ -32,6 +33,7 @@ def stack_config(settings: Settings) -> StackConfig:
         kafka_host=host or "127.0.0.1",
         kafka_port=int(port),
         kafka_controller_port=settings.kafka_controller_port,
+        kafka_brokers=settings.kafka_brokers,
         pg_host=url.host or "127.0.0.1",
         pg_port=url.port or 5432,
         pg_user=url.username or "bulk_ingest",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from bulk_ingest.replication import Replication, replication_for
 from domain.codec import Framing
 
 PREFIX = "BULK_INGEST_"
@@ -53,6 +54,10 @@ class Settings:
     publish_chunk_records: int = 1_000
     # --- kafka ---
     kafka_bootstrap: str = "127.0.0.1:9092"
+    """Bootstrap servers, comma-separated (``host:port,host:port``); every client takes the list."""
+    kafka_brokers: int = 1
+    """Brokers in the cluster: ``stack up`` starts this many, and the replication factor and
+    ``min.insync.replicas`` of every topic derive from it (1 → 1/1, 2 → 2/1, 3+ → 3/2)."""
     kafka_controller_port: int = 9093
     kafka_version: str = "4.3.0"
     kafka_delivery_timeout_seconds: float = 30.0
@@ -128,6 +133,14 @@ class Settings:
         )
 
     @property
+    def replication(self) -> Replication:
+        return replication_for(self.kafka_brokers)
+
+    @property
+    def bootstrap_servers(self) -> tuple[str, ...]:
+        return tuple(part.strip() for part in self.kafka_bootstrap.split(",") if part.strip())
+
+    @property
     def sqlalchemy_url(self) -> str:
         return self.database_url
 
@@ -183,6 +196,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def _check(settings: Settings) -> None:
     if settings.partitions < 1:
         raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1")
+    if settings.kafka_brokers < 1:
+        raise SettingsError(f"{PREFIX}KAFKA_BROKERS must be at least 1")
     if not 1 <= settings.max_sync_records <= settings.max_async_records:
         raise SettingsError(
             f"{PREFIX}MAX_SYNC_RECORDS must be between 1 and {PREFIX}MAX_ASYNC_RECORDS"

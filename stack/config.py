@@ -11,6 +11,26 @@ class StackError(Exception):
 
 
 @dataclass(frozen=True)
+class BrokerNode:
+    """One Kafka node of the stack: a combined broker and KRaft controller."""
+
+    node_id: int
+    host: str
+    port: int
+    controller_port: int
+    directory: Path
+    """Its ``server.properties``, ``kafka.pid``, ``data/`` and ``logs/``."""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def controller_address(self) -> str:
+        return f"{self.host}:{self.controller_port}"
+
+
+@dataclass(frozen=True)
 class StackConfig:
     """Where the stack keeps its state and which versions and addresses it uses.
 
@@ -25,6 +45,10 @@ class StackConfig:
     kafka_host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_brokers: int = 1
+    """One broker (``state_dir/kafka``) or a cluster of combined broker+controller nodes
+    (``state_dir/kafka-cluster/node-N``), node N on ``kafka_port + 2(N-1)`` and
+    ``kafka_controller_port + 2(N-1)``."""
     kafka_heap: str = "512m"
     pg_host: str = "127.0.0.1"
     pg_port: int = 5432
@@ -37,11 +61,37 @@ class StackConfig:
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.kafka_host}:{self.kafka_port}"
+        """Every node's address, comma-separated: what clients of this stack bootstrap from."""
+        return ",".join(node.address for node in self.kafka_nodes)
 
     @property
     def kafka_dir(self) -> Path:
+        """The single broker's folder (``kafka_brokers == 1``)."""
         return self.state_dir / "kafka"
+
+    @property
+    def kafka_cluster_dir(self) -> Path:
+        """The cluster's folder (``kafka_brokers > 1``): its id and one folder per node."""
+        return self.state_dir / "kafka-cluster"
+
+    @property
+    def kafka_nodes(self) -> tuple[BrokerNode, ...]:
+        if self.kafka_brokers == 1:
+            return (
+                BrokerNode(
+                    1, self.kafka_host, self.kafka_port, self.kafka_controller_port, self.kafka_dir
+                ),
+            )
+        return tuple(
+            BrokerNode(
+                node_id=n,
+                host=self.kafka_host,
+                port=self.kafka_port + 2 * (n - 1),
+                controller_port=self.kafka_controller_port + 2 * (n - 1),
+                directory=self.kafka_cluster_dir / f"node-{n}",
+            )
+            for n in range(1, self.kafka_brokers + 1)
+        )
 
     @property
     def postgres_dir(self) -> Path:

@@ -179,10 +179,12 @@ def faust_app(settings: Settings) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=";".join(f"kafka://{server}" for server in settings.bootstrap_servers),
         store="memory://",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        # Changelogs and the assignor's topic: as many copies as ours (their min.insync.replicas
+        # is the brokers' default, which the stack sets to the same rule).
+        topic_replication_factor=settings.replication.factor,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_every=1000,
