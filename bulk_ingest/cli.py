@@ -27,7 +27,11 @@ def _stack(settings: Settings, action: str, with_registry: bool) -> int:
         stack_down(config)
     else:
         status = stack_status(config)
-        services = (status.kafka, status.postgres, *([status.registry] if status.registry else []))
+        services = (
+            *status.kafka_nodes,
+            status.postgres,
+            *([status.registry] if status.registry else []),
+        )
         for service in services:
             state = "running" if service.running else "stopped"
             where = f"{service.address:22} pid={service.pid}"

@@ -124,12 +124,19 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class StackStatus:
-    kafka: ServiceStatus
+    kafka_nodes: tuple[ServiceStatus, ...]
+    """One per Kafka node (one alone, three in a cluster)."""
     postgres: ServiceStatus
     registry: ServiceStatus | None = None
     """Only when asked for (``stack up --registry``) or running."""
 
     @property
+    def kafka(self) -> ServiceStatus:
+        """The first (or only) Kafka node."""
+        return self.kafka_nodes[0]
+
+    @property
     def all_running(self) -> bool:
         registry_running = self.registry is None or self.registry.running
-        return self.kafka.running and self.postgres.running and registry_running
+        kafka_running = all(node.running for node in self.kafka_nodes)
+        return kafka_running and self.postgres.running and registry_running

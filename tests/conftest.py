@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import threading
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import psycopg
 import pytest
-from confluent_kafka import ConsumerGroupState
-from confluent_kafka.admin import AdminClient
-from psycopg import sql
 
 from bulk_ingest.cli import prepare_backends
-from bulk_ingest.processes import RESTART_EXIT_CODES, ServiceProcess, spawn, stack_config
+from bulk_ingest.processes import stack_config
 from bulk_ingest.settings import REPO_ROOT, Settings, load_settings
-from domain.entities import DEFAULT_REFERENCE_TYPES
 from stack import (
     StackConfig,
     kafka_died_unexpectedly,
@@ -32,8 +24,9 @@ from stack import (
     stack_up,
     start_kafka,
 )
-from storage.db import create_tenant, sync_engine
-from tests.support.http import Api, poll
+from storage.db import sync_engine
+from tests.support.database import recreate_database
+from tests.support.service import RunningService, Tenant, new_tenant, running_service
 
 TEST_KAFKA_PORT = int(os.environ.get("BULK_INGEST_TEST_KAFKA_PORT", "19092"))
 """The test broker's port; another checkout's test session on this machine needs its own."""
@@ -95,21 +88,6 @@ def _test_settings() -> Settings:
     )
 
 
-def _recreate_database(settings: Settings) -> None:
-    admin_url = settings.libpq_url.rsplit("/", 1)[0] + "/postgres"
-    database = settings.libpq_url.rsplit("/", 1)[1]
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(
-            # Client sessions only: an autovacuum worker (which we may not terminate) is
-            # stopped by DROP DATABASE itself.
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = %s AND backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            [database],
-        )
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(database)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
-
-
 @dataclass
 class BrokerWatch:
     """Notices a broker that died on its own between tests and brings it back, so one death
@@ -155,7 +133,7 @@ def stack_settings() -> Iterator[Settings]:
     settings = _test_settings()
     config = stack_config(settings)
     stack_up(config, log=lambda line: print(f"[stack] {line}"))
-    _recreate_database(settings)
+    recreate_database(settings)
     _broker_watch = BrokerWatch(config)
     yield settings
     _broker_watch = None
@@ -172,117 +150,11 @@ def settings(stack_settings: Settings) -> Settings:
     return stack_settings
 
 
-@dataclass
-class RunningService:
-    settings: Settings
-    log_dir: Path
-    gateway: ServiceProcess
-    workers: list[ServiceProcess] = field(default_factory=list)
-    others: list[ServiceProcess] = field(default_factory=list)
-    restarts: list[tuple[str, int]] = field(default_factory=list)
-    """(worker, exit code) of every restart the supervisor made, in order."""
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.settings.http_host}:{self.settings.http_port}"
-
-    def start_worker(self, name: str) -> ServiceProcess:
-        worker = spawn("worker", self.settings, self.log_dir, name=name)
-        self.workers = [w for w in self.workers if w.role != name] + [worker]
-        return worker
-
-    def restart_asking_workers(self) -> None:
-        """What the run command's supervisor does: a worker that exits asking for it comes back."""
-        for worker in list(self.workers):
-            code = worker.process.poll()
-            if code in RESTART_EXIT_CODES:
-                print(f"[service] {worker.role} exited ({code}); restarting")
-                self.restarts.append((worker.role, code))
-                self.start_worker(worker.role)
-
-    def logs(self) -> str:
-        parts = [p for p in (self.gateway, *self.workers, *self.others)]
-        return "\n".join(f"== {p.role}\n{p.log_tail(30)}" for p in parts)
-
-
-def _wait_healthy(service: RunningService) -> None:
-    api = Api(service.base_url)
-
-    def healthy() -> bool:
-        if not service.gateway.alive():
-            raise AssertionError(f"gateway died:\n{service.gateway.log_tail()}")
-        try:
-            return api.get("/healthz", timeout=3).status == 200
-        except OSError:
-            return False
-
-    poll(healthy, 60, "the gateway to report healthy")
-
-
-def _every_worker_in_the_group(service: RunningService) -> bool:
-    """Every worker is a member of the stable consumer group, with partitions of its own."""
-    settings = service.settings
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(30)
-    owners = [m for m in group.members if m.assignment.topic_partitions]
-    return group.state == ConsumerGroupState.STABLE and len(owners) == len(service.workers)
-
-
-def _wait_pipeline_ready(service: RunningService) -> None:
-    """Every worker joined the group (a late one would rebalance it under the first test's
-    job: a stall longer than the incomplete-job timeout), then a warm-up job must finish."""
-    poll(lambda: _every_worker_in_the_group(service), 120, "every worker to join the group")
-    engine = sync_engine(service.settings.sqlalchemy_url)
-    try:
-        created = create_tenant(engine, "warm-up", DEFAULT_REFERENCE_TYPES)
-    finally:
-        engine.dispose()
-    api = Api(service.base_url, created.api_key)
-    record = {"externalId": "warm-up", "firstName": "W", "lastName": "U"}
-    job = api.post("/api/v1/customers/bulk/async", {"records": [record]}).json()
-
-    def finished() -> bool:
-        for process in service.workers:
-            if not process.alive():
-                raise AssertionError(f"{process.role} died:\n{process.log_tail()}")
-        return api.get(f"/api/v1/jobs/{job['job_id']}").json()["status"] == "COMPLETED"
-
-    poll(finished, 120, "a warm-up job to complete (workers ready)")
-
-
 @pytest.fixture(scope="session")
 def service(settings: Settings) -> Iterator[RunningService]:
     """Gateway, two workers and the consumers as real subprocesses."""
-    log_dir = settings.state_dir / "logs" / settings.app_id
-    running = RunningService(settings, log_dir, spawn("gateway", settings, log_dir))
-    running.start_worker("worker-1")
-    running.start_worker("worker-2")
-    running.others.append(spawn("consumers", settings, log_dir))
-    stop_supervising = threading.Event()
-
-    def supervise() -> None:
-        while not stop_supervising.wait(0.5):
-            running.restart_asking_workers()
-
-    supervisor = threading.Thread(target=supervise, daemon=True, name="supervisor")
-    supervisor.start()
-    try:
-        _wait_healthy(running)
-        _wait_pipeline_ready(running)
+    with running_service(settings) as running:
         yield running
-    finally:
-        stop_supervising.set()
-        supervisor.join(5)
-        for process in (running.gateway, *running.workers, *running.others):
-            process.stop()
-
-
-@dataclass(frozen=True)
-class Tenant:
-    tenant_id: str
-    api_key: str
-    webhook_secret: str
-    api: Api
 
 
 @pytest.fixture
@@ -290,13 +162,7 @@ def make_tenant(settings: Settings, service: RunningService):  # type: ignore[no
     engine = sync_engine(settings.sqlalchemy_url)
 
     def make() -> Tenant:
-        created = create_tenant(engine, f"test-{uuid.uuid4().hex[:8]}", DEFAULT_REFERENCE_TYPES)
-        return Tenant(
-            created.tenant_id,
-            created.api_key,
-            created.webhook_secret,
-            Api(service.base_url, created.api_key),
-        )
+        return new_tenant(engine, service.base_url)
 
     yield make
     engine.dispose()

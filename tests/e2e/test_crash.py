@@ -13,48 +13,12 @@ from bulk_ingest.processes import spawn
 from domain.codec import load_codec
 from domain.entities import default_schemas_dir
 from examples.outcome_tally import OutcomeTally, read_topic
+from tests.support.exactness import assert_exact, ledger
 from tests.support.http import poll
-from tests.support.kafka import all_dead_letters
 from tests.support.metrics import CounterWatch, Samples, scrape, worker_url
-from tests.support.outcomes import outcome_events
 from tests.support.records import customers, unique_prefix
 
 OUTCOMES = load_codec(default_schemas_dir(), "bulk.outcomes")
-
-
-def _ledger(settings, job_id: str) -> tuple[int, int]:
-    with psycopg.connect(settings.libpq_url) as conn:
-        return conn.execute(
-            "SELECT count(*), count(DISTINCT index) FROM record_outcomes WHERE job_id = %s",
-            [job_id],
-        ).fetchone()
-
-
-def _stored_rows(settings, tenant_id: str) -> tuple[int, int]:
-    with psycopg.connect(settings.libpq_url) as conn:
-        return conn.execute(
-            "SELECT count(*), count(DISTINCT external_id) FROM customers WHERE tenant_id = %s",
-            [tenant_id],
-        ).fetchone()
-
-
-def _assert_exact(settings, tenant, job_id: str, total: int) -> None:
-    done = tenant.api.wait_terminal(job_id, timeout=180)
-    assert done["status"] == "COMPLETED", done
-    assert (done["total"], done["processed"], done["successful"], done["failed"]) == (
-        total,
-        total,
-        total,
-        0,
-    )
-    assert _ledger(settings, job_id) == (total, total)
-    assert _stored_rows(settings, tenant.tenant_id) == (total, total)
-    events = outcome_events(settings.kafka_bootstrap, settings.topics.outcomes, job_id, total)
-    assert sorted(events) == list(range(total)), "every record has an outcome event"
-    for index, copies in events.items():  # a redelivered batch re-emits the very same outcome
-        assert all(copy == copies[0] for copy in copies), (index, copies)
-    # A kill is not a failure the worker recorded: nothing of the job was dead-lettered.
-    assert all_dead_letters(settings, job_id.encode()) == []
 
 
 def _records_owners(settings) -> int:
@@ -134,7 +98,7 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
         victim = next(w for w in service.workers if w.role == "worker-1")
 
         def in_full_flow() -> bool:
-            return _ledger(settings, job["job_id"])[0] >= total // 5  # both workers persisting
+            return ledger(settings, job["job_id"])[0] >= total // 5  # both workers persisting
 
         poll(in_full_flow, 60, "a fifth of the outcomes", interval=0.01)
         # Not synchronisation: where the kill lands. The victim commits no offset while this
@@ -145,11 +109,11 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
             _settled(urls[0])
             created.observe(urls[0])  # the victim's count as it dies
             victim.kill()
-        at_kill = _ledger(settings, job["job_id"])[0]
+        at_kill = ledger(settings, job["job_id"])[0]
         assert at_kill < total, "the job finished before the kill; the test proves nothing"
         time.sleep(0.5)  # not synchronisation: let the survivor run alone for a moment
         service.start_worker("worker-1")
-        _assert_exact(settings, tenant, job["job_id"], total)
+        assert_exact(settings, tenant, job["job_id"], total)
         _assert_the_example_consumer_tallies_exactly(settings, tenant, job["job_id"])
     # Counted once each, at the first write, although the redelivered batches re-emitted theirs.
     assert created.moved() == total, f"counted {created.moved()} records, stored {total}"
@@ -180,4 +144,4 @@ def test_two_workers_share_one_job(tenant, settings, service):
     job = tenant.api.post(
         "/api/v1/customers/bulk/async", {"records": customers(unique_prefix(), 8000)}
     ).json()
-    _assert_exact(settings, tenant, job["job_id"], 8000)
+    assert_exact(settings, tenant, job["job_id"], 8000)

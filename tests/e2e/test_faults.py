@@ -15,8 +15,8 @@ import pytest
 
 from bulk_ingest.processes import stack_config
 from stack import restart_postgres, start_kafka, stop_kafka
+from tests.support.exactness import assert_exact
 from tests.support.http import poll
-from tests.support.outcomes import outcome_events
 from tests.support.records import customers, unique_prefix
 
 TOTAL = 20_000
@@ -35,34 +35,6 @@ def _ledger_count(settings, job_id: str) -> int:
             ).fetchone()[0]
     except psycopg.OperationalError:
         return -1
-
-
-def _assert_exact(settings, tenant, job_id: str, total: int = TOTAL) -> None:
-    done = tenant.api.wait_terminal(job_id, timeout=240)
-    assert done["status"] == "COMPLETED", done
-    assert (done["processed"], done["successful"], done["failed"]) == (total, total, 0)
-    with psycopg.connect(settings.libpq_url) as conn:
-        ledger = conn.execute(
-            "SELECT count(*), count(DISTINCT index) FROM record_outcomes WHERE job_id = %s",
-            [job_id],
-        ).fetchone()
-        rows = conn.execute(
-            "SELECT count(*), count(DISTINCT external_id) FROM customers "
-            "WHERE tenant_id = %s AND last_job_id = %s",
-            [tenant.tenant_id, job_id],
-        ).fetchone()
-        stored = dict(
-            conn.execute(
-                "SELECT index, record_id::text FROM record_outcomes WHERE job_id = %s", [job_id]
-            ).fetchall()
-        )
-    assert ledger == (total, total)
-    assert rows == (total, total)
-    events = outcome_events(settings.kafka_bootstrap, settings.topics.outcomes, job_id, total)
-    assert sorted(events) == list(range(total)), "every record has an outcome event"
-    for index, copies in events.items():
-        assert all(copy == copies[0] for copy in copies), (index, copies)
-        assert copies[0]["record_id"] == stored[index] and copies[0]["status"] == "CREATED"
 
 
 def _start_job(tenant, total: int = TOTAL) -> str:
@@ -96,7 +68,7 @@ def test_broker_goes_away_mid_job(tenant, settings, service, hard):
     finally:
         start_kafka(config)  # whatever happens, the broker comes back for the other tests
     assert 0 < struck < TOTAL, f"{struck} outcomes when the broker died: not mid-job"
-    _assert_exact(settings, tenant, job_id)
+    assert_exact(settings, tenant, job_id, TOTAL, timeout=240)
     _assert_no_crash(service, restarts_before)
 
 
@@ -109,5 +81,5 @@ def test_postgres_restarts_mid_job(tenant, settings, service, mode):
     restart_postgres(stack_config(settings), mode=mode)
     after = _ledger_count(settings, job_id)
     assert before > 0 and after < PG_RESTART_TOTAL, f"{before} → {after} outcomes: not mid-job"
-    _assert_exact(settings, tenant, job_id, PG_RESTART_TOTAL)
+    assert_exact(settings, tenant, job_id, PG_RESTART_TOTAL, timeout=240)
     _assert_no_crash(service, restarts_before)
