@@ -99,10 +99,19 @@ class Peer:
 
 
 class Ours:
-    def __init__(self, checkout: Path = REPO) -> None:
+    def __init__(
+        self,
+        checkout: Path = REPO,
+        name: str = "peer-side",
+        up_arguments: tuple[str, ...] = (),
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """``name`` picks the database, topics and group; ``up_arguments`` and ``extra_env``
+        go to ``bulk-ingest up``."""
         self.checkout = checkout
-        self.version = Version("peer-side", checkout, OURS_PORT)
-        self.env = self.version.environment()
+        self.version = Version(name, checkout, OURS_PORT)
+        self.env = self.version.environment() | (extra_env or {})
+        self.up_arguments = up_arguments
         self.settings = load_settings(self.env)
         self.base = f"http://127.0.0.1:{OURS_PORT}"
         self.service: subprocess.Popen[bytes] | None = None
@@ -119,9 +128,9 @@ class Ours:
 
     def start(self) -> None:
         STATE.mkdir(parents=True, exist_ok=True)
-        log = (STATE / "peer-side-up.log").open("ab")
+        log = (STATE / f"{self.version.name}-up.log").open("ab")
         self.service = subprocess.Popen(
-            [sys.executable, "-m", "bulk_ingest.cli", "up"],
+            [sys.executable, "-m", "bulk_ingest.cli", "up", *self.up_arguments],
             cwd=self.checkout,
             env=self.env,
             stdout=log,
