@@ -1,7 +1,8 @@
 """Workers scaled by partitions: records/s of one 50,000-record upsert job run by 1, 2 and 4
 workers over topics of 8 partitions.
 
-    .venv/bin/python -m bench.bench_workers [--records 50000] [--runs 3] [--checkout DIR]
+    .venv/bin/python -m bench.bench_workers [--records 50000] [--runs 3] [--workers 1 2 4]
+        [--brokers 1] [--checkout DIR]
 
 For each worker count, starts this service with ``bulk-ingest up --workers N`` and
 ``BULK_INGEST_PARTITIONS=8`` (its own database, topics and consumer group, as
@@ -9,6 +10,8 @@ For each worker count, starts this service with ``bulk-ingest up --workers N`` a
 slate, the clock from the request's start to ``COMPLETED``; prints every run with the load
 average, the CPU µs per record by process, and the median per worker count with its ratio to
 one worker. On a machine of two cores the workers share the same cores, so expect it flat.
+``--brokers 3`` runs the same on the local three-node cluster (replication factor 3,
+``min.insync.replicas`` 2); its Kafka CPU column counts the first node only.
 """
 
 from __future__ import annotations
@@ -26,11 +29,11 @@ PARTITIONS = 8
 WORKER_COUNTS = (1, 2, 4)
 
 
-def measure(checkout: Path, workers: int, records: int, runs: int) -> list[float]:
+def measure(checkout: Path, workers: int, brokers: int, records: int, runs: int) -> list[float]:
     ours = Ours(
         checkout,
-        name="workers",
-        up_arguments=("--workers", str(workers)),
+        name=f"workers-{brokers}b",
+        up_arguments=("--workers", str(workers), "--brokers", str(brokers)),
         extra_env={"BULK_INGEST_PARTITIONS": str(PARTITIONS)},
     )
     rates = []
@@ -56,18 +59,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, nargs="+", default=list(WORKER_COUNTS))
+    parser.add_argument("--brokers", type=int, default=1)
     parser.add_argument("--checkout", type=Path, default=REPO)
     args = parser.parse_args()
     print(f"machine: {machine()}; {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
+    checkout = args.checkout.resolve()
     medians = {
         workers: statistics.median(
-            measure(args.checkout.resolve(), workers, args.records, args.runs)
+            measure(checkout, workers, args.brokers, args.records, args.runs)
         )
-        for workers in WORKER_COUNTS
+        for workers in args.workers
     }
-    print(f"\nmedians, {PARTITIONS} partitions ({time.strftime('%Y-%m-%d %H:%M %Z')}):")
+    first = next(iter(medians.values()))
+    print(
+        f"\nmedians, {PARTITIONS} partitions, {args.brokers} broker(s) "
+        f"({time.strftime('%Y-%m-%d %H:%M %Z')}):"
+    )
     for workers, rate in medians.items():
-        print(f"{workers} worker(s) {rate:8,.0f} records/s  ({rate / medians[1]:.2f}x one worker)")
+        print(f"{workers} worker(s) {rate:8,.0f} records/s  ({rate / first:.2f}x the first)")
 
 
 if __name__ == "__main__":
