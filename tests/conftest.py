@@ -26,6 +26,7 @@ from stack import (
 )
 from storage.db import sync_engine
 from tests.support.database import recreate_database
+from tests.support.kafka import own_topics
 from tests.support.service import RunningService, Tenant, new_tenant, running_service
 
 TEST_KAFKA_PORT = int(os.environ.get("BULK_INGEST_TEST_KAFKA_PORT", "19092"))
@@ -51,13 +52,7 @@ def _test_settings() -> Settings:
         database_url=base.database_url.rsplit("/", 1)[0] + "/" + database,
         http_port=TEST_HTTP_PORT + slot,
         metrics_port=TEST_METRICS_PORT + 10 * slot,
-        topic_requests=f"t{run}.bulk.requests",
-        topic_records=f"t{run}.bulk.records",
-        topic_outcomes=f"t{run}.bulk.outcomes",
-        topic_jobs=f"t{run}.bulk.jobs",
-        topic_dlq=f"t{run}.bulk.dlq",
-        topic_progress=f"t{run}.bulk.progress",
-        topic_imports=f"t{run}.bulk.imports",
+        **own_topics(f"t{run}"),
         app_id=f"bulk-ingest-test-{run}",
         state_dir=state_dir,
         report_dir=state_dir / f"reports-{run}",

@@ -41,6 +41,7 @@ from storage.db import sync_engine
 from tests.support.database import recreate_database
 from tests.support.exactness import assert_exact, ledger
 from tests.support.http import poll
+from tests.support.kafka import own_topics
 from tests.support.records import customers, unique_prefix
 from tests.support.service import RunningService, Tenant, new_tenant, running_service
 
@@ -57,7 +58,6 @@ _COORDINATOR_MOVING = {
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
 }
-_TOPICS = ("requests", "records", "outcomes", "jobs", "dlq", "progress", "imports")
 
 
 @dataclass
@@ -89,7 +89,6 @@ class Cluster:
 def _cluster_settings(single: Settings) -> Settings:
     run = secrets.token_hex(3)
     state_dir = single.state_dir.parent / "test-cluster"
-    topics = {f"topic_{name}": f"c{run}.bulk.{name}" for name in _TOPICS}
     settings = single.with_overrides(
         kafka_bootstrap=f"127.0.0.1:{CLUSTER_PORT}",
         kafka_controller_port=CLUSTER_PORT + 1,
@@ -104,7 +103,7 @@ def _cluster_settings(single: Settings) -> Settings:
         # leader: deliveries must outlast that, and incomplete jobs must outlast deliveries.
         kafka_delivery_timeout_seconds=30.0,
         incomplete_job_seconds=90.0,
-        **topics,
+        **own_topics(f"c{run}"),
     )
     return with_local_brokers(settings, BROKERS)
 

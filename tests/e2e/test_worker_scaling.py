@@ -23,12 +23,12 @@ from bulk_ingest.settings import Settings
 from storage.db import sync_engine
 from tests.support.database import recreate_database
 from tests.support.exactness import assert_exact
+from tests.support.kafka import own_topics
 from tests.support.records import customers, unique_prefix
 from tests.support.service import RunningService, new_tenant, running_service
 
 PARTITIONS = 8
 TOTAL = 20_000
-_TOPICS = ("requests", "records", "outcomes", "jobs", "dlq", "progress", "imports")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def scale_settings(stack_settings: Settings) -> Settings:
         metrics_port=0,
         report_dir=stack_settings.state_dir / f"reports-scale-{run}",
         file_dir=stack_settings.state_dir / f"files-scale-{run}",
-        **{f"topic_{name}": f"s{run}.bulk.{name}" for name in _TOPICS},
+        **own_topics(f"s{run}"),
     )
     recreate_database(settings)
     prepare_backends(settings)

@@ -3,6 +3,7 @@ canary jobs that cross every partition of the pipeline."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
 from datetime import UTC, datetime
@@ -10,10 +11,21 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 
+from bulk_ingest.settings import TopicNames
 from domain.codec import load_codec
 from domain.entities import default_schemas_dir
 from domain.routing import partition_for, routing_key
 from tests.support.http import Api, poll
+
+
+def own_topics(prefix: str) -> dict[str, str]:
+    """The ``topic_*`` settings that give a test session or module topics of its own:
+    ``{prefix}.bulk.requests`` and so on, one for every topic of :class:`TopicNames`."""
+    return {
+        f"topic_{topic.name}": f"{prefix}.bulk.{topic.name}"
+        for topic in dataclasses.fields(TopicNames)
+    }
+
 
 CUSTOMER_BRANCH = "bulk_ingest.entities.Customer"
 PRODUCT_BRANCH = "bulk_ingest.entities.Product"
