@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from bulk_ingest.runtime import tune_garbage_collector
-from bulk_ingest.settings import Settings, load_settings
+from bulk_ingest.settings import Settings, SettingsError, load_settings
 
 
 def _stack(settings: Settings, action: str, with_registry: bool) -> int:
@@ -168,11 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_brokers_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--brokers",
-        type=int,
+        type=_broker_count,
         default=None,
         help="Kafka brokers to run (default BULK_INGEST_KAFKA_BROKERS, 1); 3 is a replicated "
         "cluster of combined broker+controller nodes, replication factor 3, min.insync.replicas 2",
     )
+
+
+def _broker_count(raw: str) -> int:
+    try:
+        count = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {raw!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {count}")
+    return count
 
 
 def with_local_brokers(settings: Settings, brokers: int) -> Settings:
@@ -181,7 +191,7 @@ def with_local_brokers(settings: Settings, brokers: int) -> Settings:
     from bulk_ingest.processes import stack_config
 
     if brokers < 1:
-        raise SystemExit("--brokers must be at least 1")
+        raise ValueError(f"a stack needs at least one broker, not {brokers}")
     resized = settings.with_overrides(kafka_brokers=brokers)
     return resized.with_overrides(kafka_bootstrap=stack_config(resized).kafka_bootstrap)
 
@@ -200,7 +210,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bulk_ingest.template_client import run_template
 
         return run_template(args)
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except SettingsError as error:  # bad input from the environment: one line, not a traceback
+        print(f"bulk-ingest: {error}", file=sys.stderr)
+        return 2
     if getattr(args, "brokers", None) is not None:
         settings = with_local_brokers(settings, args.brokers)
     if args.command == "up":
