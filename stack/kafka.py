@@ -185,21 +185,9 @@ def render_config_files(config: StackConfig, node: BrokerNode) -> tuple[str, str
         data_dir=str(_data_dir(node)),
         replication_factor=str(replication.factor),
         min_insync=str(replication.min_insync),
-        session_timeout_ms=str(broker_session_timeout_ms(config.kafka_brokers)),
     )
     logging = _render("kafka-log4j2.properties", log_file=str(server_log(node)))
     return server, logging
-
-
-def broker_session_timeout_ms(brokers: int) -> int:
-    """How long a node may go without a heartbeat before the controller fences it.
-
-    6 s in a cluster, so a dead leader's partitions move quickly. A lone node has no other
-    replica to lead them: fencing itself after a pause (the benchmark's SIGSTOP, a suspended
-    laptop) gains nothing, and on 2026-12-03 it left a worker's librdkafka producer unable to
-    deliver for minutes afterwards. So one node waits 5 minutes.
-    """
-    return 6_000 if brokers > 1 else 300_000
 
 
 def _render(template_name: str, **values: str) -> str:
