@@ -51,6 +51,8 @@ PEER_COPY = re.compile(r"^copy (\d+) rows: ([\d.]+) s = ([\d,]+) rows/s", re.M)
 PEER_PORTS = {"Kafka": 29092, "Kafka Connect": 28083, "PostgreSQL": 25432}
 OURS_PORT = 18603
 SETTLE_SECONDS = 3.0
+RESUME_SECONDS = 45.0
+"""How long our side may take after SIGCONT to finish a one-record sync job."""
 POLL_SECONDS = 0.1
 KEPT_TABLES = frozenset({"tenants", "api_keys", "reference_types", "files"})
 """What a clean slate keeps: the benchmark's tenant and its key (files are not used here)."""
@@ -116,6 +118,8 @@ class Ours:
         self.base = f"http://127.0.0.1:{OURS_PORT}"
         self.service: subprocess.Popen[bytes] | None = None
         self.api_key = ""
+        self.restarts = 0
+        """How often :meth:`settle` had to restart our processes (printed in the summary)."""
         self.side = Side(
             "ours", {"Kafka": self.settings_kafka_port(), "PostgreSQL": self.settings_pg_port()}
         )
@@ -141,8 +145,8 @@ class Ours:
         wait_healthy(OURS_PORT, self.service)
         self.api_key = _tenant_key(self.env)
 
-    def stop(self) -> None:
-        """Stop the service, then its stack (Kafka and PostgreSQL), as ``bench.ab`` does."""
+    def _stop_service(self) -> None:
+        """Stop ``bulk-ingest up`` (gateway, workers, consumers); the stack keeps running."""
         if self.service is not None:
             self.side.resume()
             for signum in (signal.SIGINT, signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
@@ -151,6 +155,10 @@ class Ours:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     self.service.wait(30)
                     break
+
+    def stop(self) -> None:
+        """Stop the service, then its stack (Kafka and PostgreSQL), as ``bench.ab`` does."""
+        self._stop_service()
         subprocess.run(
             [sys.executable, "-m", "bulk_ingest.cli", "stack", "down"],
             cwd=REPO,
@@ -170,15 +178,37 @@ class Ours:
         return roles
 
     def settle(self) -> None:
-        """After SIGCONT: the group may rebalance (its sessions timed out while paused)."""
-        deadline = time.monotonic() + 120
+        """After SIGCONT: the group may rebalance (its sessions timed out while paused).
+
+        If a one-record sync job is not through within :data:`RESUME_SECONDS`, the gateway,
+        workers and consumers are restarted (the stack keeps running) and the restart is
+        printed and counted: seen on 2026-12-03, the lone broker fenced itself on resume (its
+        session had expired while paused) and a worker's producer then timed out every delivery
+        for minutes."""
+        for attempt in range(3):
+            if self._one_sync_job_through(RESUME_SECONDS):
+                break
+            if attempt == 2:
+                raise SystemExit("our side did not come back after SIGCONT, even restarted")
+            print(
+                f"     ours not through {RESUME_SECONDS:.0f} s after SIGCONT: "
+                "gateway, workers and consumers restarted",
+                flush=True,
+            )
+            self.restarts += 1
+            self._stop_service()
+            self.start()
+        time.sleep(SETTLE_SECONDS)
+
+    def _one_sync_job_through(self, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                self.sync_call(customer_records(1, f"w{uuid.uuid4().hex[:6]}"))
-                break
+                self.sync_call(customer_records(1, f"w{uuid.uuid4().hex[:6]}"), timeout=seconds)
+                return True
             except (OSError, AssertionError):
                 time.sleep(0.5)
-        time.sleep(SETTLE_SECONDS)
+        return False
 
     def clean_slate(self) -> None:
         """Empty what earlier runs left, as the peer truncates its table before each run: the
@@ -215,15 +245,17 @@ class Ours:
         }
         return records / (finished - started), records / copy_s, accepted - started, cpu
 
-    def sync_call(self, batch: list[dict[str, object]]) -> float:
+    def sync_call(self, batch: list[dict[str, object]], timeout: float = 120) -> float:
         body = json.dumps({"operation": "upsert", "records": batch}).encode()
         started = time.perf_counter()
-        status, job = self._call("POST", "/api/v1/customers/bulk", body)
+        status, job = self._call("POST", "/api/v1/customers/bulk", body, timeout)
         assert status == 200 and job["status"] == "COMPLETED", (status, job.get("status"))
         return time.perf_counter() - started
 
-    def _call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
-        return Client(self.base, self.api_key).call(method, path, body)
+    def _call(
+        self, method: str, path: str, body: bytes | None = None, timeout: float = 120
+    ) -> tuple[int, dict]:
+        return Client(self.base, self.api_key).call(method, path, body, timeout)
 
 
 @dataclass(frozen=True)
@@ -233,7 +265,9 @@ class Client:
     base: str
     api_key: str
 
-    def call(self, method: str, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    def call(
+        self, method: str, path: str, body: bytes | None = None, timeout: float = 120
+    ) -> tuple[int, dict]:
         request = urllib.request.Request(
             self.base + path,
             data=body,
@@ -243,7 +277,7 @@ class Client:
                 "Content-Type": "application/json",
             },
         )
-        with urllib.request.urlopen(request, timeout=120) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, json.loads(answer.read())
 
 
@@ -356,6 +390,7 @@ def main() -> None:
             turn_peer(peer, ours, args.records, peer_figures)
             turn_ours(peer, ours, args.records, args.sync_records, our_figures)
         summary(peer_figures, our_figures, args.records)
+        print(f"our processes restarted after a resume: {ours.restarts} times", flush=True)
     finally:
         peer.side.resume()
         ours.stop()
