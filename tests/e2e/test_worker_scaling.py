@@ -23,7 +23,7 @@ from bulk_ingest.settings import Settings
 from storage.db import sync_engine
 from tests.support.database import recreate_database
 from tests.support.exactness import assert_exact
-from tests.support.kafka import own_topics
+from tests.support.kafka import own_topics, records_partition_owners
 from tests.support.records import customers, unique_prefix
 from tests.support.service import RunningService, new_tenant, running_service
 
@@ -49,19 +49,9 @@ def scale_settings(stack_settings: Settings) -> Settings:
     return settings
 
 
-def _partition_owners(service: RunningService) -> dict[str, set[int]]:
+def _partition_owners(service: RunningService) -> list[set[int]]:
     """Which ``bulk.records`` partitions each member of the group owns."""
-    settings = service.settings
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(30)
-    return {
-        member.member_id: {
-            tp.partition
-            for tp in member.assignment.topic_partitions
-            if tp.topic == settings.topics.records
-        }
-        for member in group.members
-    }
+    return records_partition_owners(service.settings)
 
 
 def _partitions_of(settings: Settings, topic: str) -> int:
@@ -86,8 +76,8 @@ def scaled(request: pytest.FixtureRequest, scale_settings: Settings) -> Iterator
 def test_one_job_is_exact_whatever_the_number_of_workers(scaled: RunningService) -> None:
     owners = _partition_owners(scaled)
     assert len(owners) == len(scaled.workers), owners
-    assert all(owners.values()), f"a worker owns no records partition: {owners}"
-    assert sorted(p for owned in owners.values() for p in owned) == list(range(PARTITIONS))
+    assert all(owners), f"a worker owns no records partition: {owners}"
+    assert sorted(p for owned in owners for p in owned) == list(range(PARTITIONS))
 
     engine = sync_engine(scaled.settings.sqlalchemy_url)
     tenant = new_tenant(engine, scaled.base_url)

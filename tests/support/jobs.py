@@ -63,14 +63,14 @@ def a_batch_held_on(settings: Any, tenant_id: str, key: str) -> Iterator[Callabl
 
 
 @contextlib.contextmanager
-def a_worker_held(settings: Any, tenant: Any) -> Iterator[str]:
+def a_worker_held(settings: Any, tenant: Any, key: str | None = None) -> Iterator[str]:
     """One worker held: a one-record job of ``tenant`` is submitted and its persist batch waits
     on an uncommitted row of its key (:func:`a_batch_held_on`), so every batch that worker
     receives after it — of any job, on any of its partitions — queues behind it, unwritten,
     until the block ends. A job submitted inside the block therefore certainly has records left
     to write on that worker (one held batch of the job itself might carry them all). Yields the
     held job's id."""
-    key = f"held-{uuid.uuid4().hex}"
+    key = key or f"held-{uuid.uuid4().hex}"
     with a_batch_held_on(settings, tenant.tenant_id, key) as waiting:
         record = {"externalId": key, "firstName": "Held", "lastName": "Worker"}
         answer = tenant.api.post("/api/v1/customers/bulk/async", {"records": [record]})

@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
-from bulk_ingest.settings import TopicNames
+from bulk_ingest.settings import Settings, TopicNames
 from domain.codec import load_codec
 from domain.entities import default_schemas_dir
 from domain.routing import partition_for, routing_key
@@ -25,6 +26,26 @@ def own_topics(prefix: str) -> dict[str, str]:
         f"topic_{topic.name}": f"{prefix}.bulk.{topic.name}"
         for topic in dataclasses.fields(TopicNames)
     }
+
+
+def records_partition_owners(settings: Settings) -> list[set[int]]:
+    """The ``bulk.records`` partitions each member of the workers' group owns, one set per
+    member (the group as the broker describes it now)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(30)
+    return [
+        {
+            tp.partition
+            for tp in member.assignment.topic_partitions
+            if tp.topic == settings.topics.records
+        }
+        for member in group.members
+    ]
+
+
+def customer_partition(settings: Settings, tenant_id: str, key: str) -> int:
+    """The ``bulk.records`` partition that writes the customer ``key`` of this tenant."""
+    return partition_for(routing_key(tenant_id, "customers", key, 0), settings.partitions)
 
 
 CUSTOMER_BRANCH = "bulk_ingest.entities.Customer"
