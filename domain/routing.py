@@ -1,6 +1,5 @@
-"""Which partition of the records topic owns a record (one key, one partition, always), which
-partition of the requests topic carries a job's chunk, and record batches cut to a size Kafka
-takes."""
+"""Which partition of the records topic owns a record (one key, one partition, always), and
+record batches cut to a size Kafka takes."""
 
 from __future__ import annotations
 
@@ -17,13 +16,6 @@ def routing_key(tenant_id: str, entity: str, key: str | None, index: int) -> str
 def partition_for(key: str, partitions: int) -> int:
     """Stable across processes and Python versions (unlike ``hash()``)."""
     return zlib.crc32(key.encode()) % partitions
-
-
-def chunk_partition(job_id: str, chunk_index: int, partitions: int) -> int:
-    """The ``bulk.requests`` partition of a job's chunk: the job's chunks take the partitions in
-    turn from the one its id hashes to, so every worker validates a share of one big job
-    (keyed by job id alone, one worker validated all of it: docs/decisions.md, 2026-12-03)."""
-    return (zlib.crc32(job_id.encode()) + chunk_index) % partitions
 
 
 def encode_parts(

@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Callable, Iterator
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import pytest
@@ -29,7 +30,6 @@ from bulk_ingest.cli import prepare_backends, with_local_brokers
 from bulk_ingest.processes import stack_config
 from bulk_ingest.replication import replication_for
 from bulk_ingest.settings import Settings
-from domain.routing import chunk_partition
 from stack import (
     StackConfig,
     kafka_node_pid,
@@ -58,6 +58,7 @@ _COORDINATOR_MOVING = {
     KafkaError.NOT_COORDINATOR,
     KafkaError.COORDINATOR_NOT_AVAILABLE,
     KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._TIMED_OUT,  # the request went to the dead node
 }
 
 
@@ -73,10 +74,19 @@ class Cluster:
         return int(metadata.topics[topic].partitions[partition].leader)
 
     def coordinator(self) -> int:
-        """The group's coordinator, or -1 while the group's new coordinator is being chosen."""
+        """The group's coordinator, or -1 while the group's new coordinator is being chosen.
+
+        A fresh admin client each time, and a request that may time out: once, in CI, the
+        long-lived client's describe call hung for its whole 30 s right after the coordinator
+        was killed (its metadata still naming the dead node), which failed the test, not the
+        service."""
         app_id = self.settings.app_id
+        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
         try:
-            group = self.admin.describe_consumer_groups([app_id])[app_id].result(30)
+            future = admin.describe_consumer_groups([app_id], request_timeout=10)[app_id]
+            group = future.result(15)
+        except FutureTimeout:
+            return -1
         except KafkaException as error:
             if error.args[0].code() in _COORDINATOR_MOVING:
                 return -1
@@ -269,14 +279,13 @@ def _high_watermarks(cluster: Cluster, topic: str) -> dict[int, int]:
 def test_sigkill_the_leader_of_the_jobs_requests_partition_mid_job(
     cluster: Cluster, cluster_tenant: Tenant
 ) -> None:
-    """The job's request chunks are spread over the ``bulk.requests`` partitions, starting at
-    the one its id hashes to: the leader of that one (holding its first chunk) is killed."""
+    """The job's request chunks sit on one ``bulk.requests`` partition (keyed by job id): the
+    one whose end moved while it was submitted."""
     topic = cluster.settings.topics.requests
     before = _high_watermarks(cluster, topic)
     job_id = _start_job(cluster_tenant)
     after = _high_watermarks(cluster, topic)
-    partition = chunk_partition(job_id, 0, len(after))
-    assert [p for p in after if after[p] > before[p]] == sorted(after), "chunks not spread"
+    [partition] = [p for p in after if after[p] > before[p]]
 
     def requests_leader(c: Cluster) -> int:
         return c.leader(topic, partition)
