@@ -204,7 +204,8 @@ class Ours:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             try:
-                self.sync_call(customer_records(1, f"w{uuid.uuid4().hex[:6]}"), timeout=seconds)
+                left = max(deadline - time.monotonic(), 1.0)
+                self.sync_call(customer_records(1, f"w{uuid.uuid4().hex[:6]}"), timeout=left)
                 return True
             except (OSError, AssertionError):
                 time.sleep(0.5)

@@ -49,11 +49,6 @@ def scale_settings(stack_settings: Settings) -> Settings:
     return settings
 
 
-def _partition_owners(service: RunningService) -> list[set[int]]:
-    """Which ``bulk.records`` partitions each member of the group owns."""
-    return records_partition_owners(service.settings)
-
-
 def _partitions_of(settings: Settings, topic: str) -> int:
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     return len(admin.list_topics(topic, timeout=10).topics[topic].partitions)
@@ -74,7 +69,7 @@ def scaled(request: pytest.FixtureRequest, scale_settings: Settings) -> Iterator
 
 
 def test_one_job_is_exact_whatever_the_number_of_workers(scaled: RunningService) -> None:
-    owners = _partition_owners(scaled)
+    owners = records_partition_owners(scaled.settings)
     assert len(owners) == len(scaled.workers), owners
     assert all(owners), f"a worker owns no records partition: {owners}"
     assert sorted(p for owned in owners for p in owned) == list(range(PARTITIONS))

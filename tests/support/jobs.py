@@ -68,7 +68,8 @@ def a_worker_held(settings: Any, tenant: Any, key: str | None = None) -> Iterato
     on an uncommitted row of its key (:func:`a_batch_held_on`), so every batch that worker
     receives after it — of any job, on any of its partitions — queues behind it, unwritten,
     until the block ends. A job submitted inside the block therefore certainly has records left
-    to write on that worker (one held batch of the job itself might carry them all). Yields the
+    to write on that worker (one held batch of the job itself might carry them all). ``key``
+    picks the held record's key, and with it the worker (default: a random one). Yields the
     held job's id."""
     key = key or f"held-{uuid.uuid4().hex}"
     with a_batch_held_on(settings, tenant.tenant_id, key) as waiting:

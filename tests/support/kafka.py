@@ -173,8 +173,7 @@ class Canaries:
         n = 0
         while len(keys) < partitions:
             key = f"{prefix}-{n}"
-            route = routing_key(self._tenant_id, "customers", key, 0)
-            keys.setdefault(partition_for(route, partitions), key)
+            keys.setdefault(customer_partition(self._settings, self._tenant_id, key), key)
             n += 1
         return [keys[p] for p in range(partitions)]
 
