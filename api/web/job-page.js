@@ -74,8 +74,10 @@ class JobView {
     this.times = h("dl", { class: "times" });
     this.actions = h("div", { class: "actions", role: "group", "aria-label": "Job actions" });
     this.notice = h("p", { class: "notice", role: "status", id: "job-notice" });
-    this.chart = h("section", { class: "card", "aria-labelledby": "codes-title" });
-    this.errors = h("section", { class: "card", "aria-labelledby": "errors-title" });
+    // Each section has its title from the start: aria-labelledby must name an element that
+    // exists before the first fetch fills the section (axe: aria-prohibited-attr otherwise).
+    this.chart = h("section", { class: "card", "aria-labelledby": "codes-title" }, codesTitle());
+    this.errors = h("section", { class: "card", "aria-labelledby": "errors-title" }, errorsTitle());
     this.root.append(
       h(
         "p",
@@ -305,7 +307,7 @@ class JobView {
   }
 
   showErrors(errors) {
-    const title = h("h2", { id: "errors-title" }, "First errors");
+    const title = errorsTitle();
     if (!errors.length) {
       fill(this.errors, title, h("p", { class: "hint" }, "None so far."));
       return;
@@ -326,6 +328,10 @@ class JobView {
 
 function codesTitle() {
   return h("h2", { id: "codes-title" }, "Errors by code");
+}
+
+function errorsTitle() {
+  return h("h2", { id: "errors-title" }, "First errors");
 }
 
 function entry(term, value) {
