@@ -76,14 +76,13 @@ class Cluster:
     def coordinator(self) -> int:
         """The group's coordinator, or -1 while the group's new coordinator is being chosen.
 
-        A fresh admin client each time, and a request that may time out: once, in CI, the
-        long-lived client's describe call hung for its whole 30 s right after the coordinator
-        was killed (its metadata still naming the dead node), which failed the test, not the
-        service."""
+        A request that may time out, counted as "moving": once, in CI, the describe call hung
+        for its whole 30 s right after the coordinator was killed, which failed the test, not
+        the service. The one long-lived client is kept: a fresh client per call, destroyed with
+        a timed-out request still in it, once aborted the whole test process in librdkafka."""
         app_id = self.settings.app_id
-        admin = AdminClient({"bootstrap.servers": self.settings.kafka_bootstrap})
         try:
-            future = admin.describe_consumer_groups([app_id], request_timeout=10)[app_id]
+            future = self.admin.describe_consumer_groups([app_id], request_timeout=10)[app_id]
             group = future.result(15)
         except FutureTimeout:
             return -1
