@@ -5,10 +5,13 @@ can own a partition and never fetch from it: the records there wait forever and 
 finishes. The watchdog asks the broker, independently of Faust's state, for the high watermark
 and the group's committed offset of every partition this worker owns. A partition with lag whose
 committed offset has not moved for ``stall_seconds``, and on which no event is being processed,
-is stalled. The first remedy is to seek the partition back to its committed offset, which resets
-the consumer's fetch state without a rebalance; if the same partition stalls again, the worker
-exits, its supervisor starts it again, and the rebalance that follows hands the partition to a
-consumer that reads it. Nothing is lost: offsets were never committed past unprocessed records.
+is stalled — unless the topic's agent has been working on one event for that long: then the
+partition waits its turn behind a slow event (a batch waiting on a row lock, say), which a
+restart would not cure and whose rebalance would pause every worker. The
+first remedy is to seek the partition back to its committed offset, which resets the consumer's
+fetch state without a rebalance; if the same partition stalls again, the worker exits, its
+supervisor starts it again, and the rebalance that follows hands the partition to a consumer
+that reads it. Nothing is lost: offsets were never committed past unprocessed records.
 """
 
 from __future__ import annotations
@@ -41,6 +44,11 @@ class InFlight:
 
     def busy(self, topic: str, partition: int) -> bool:
         return (topic, partition) in self._since
+
+    def busy_since(self, topic: str) -> float | None:
+        """When the oldest event of ``topic`` still being worked on was begun (one agent reads
+        each topic, so every partition of it waits for that event); None when none is."""
+        return min((t for (name, _), t in self._since.items() if name == topic), default=None)
 
     def last_activity(self, topic: str, partition: int) -> float:
         return self._last.get((topic, partition), 0.0)
@@ -105,6 +113,15 @@ class StallWatch:
                 continue
             quiet_since = max(seen.since, in_flight.last_activity(*key))
             if high > position and now - quiet_since > self._stall_seconds:
+                busy_since = in_flight.busy_since(tp.topic)
+                if busy_since is not None and now - busy_since > self._stall_seconds:
+                    log.warning(
+                        "%s[%d] waits behind an event of its topic in work for %.0f s",
+                        tp.topic,
+                        tp.partition,
+                        now - busy_since,
+                    )
+                    continue
                 stalled.append(Stall(tp.topic, tp.partition, position, high))
                 self._seen[key] = _Observation(position, now)  # give the remedy time to act
         set_consumer_lag(lag, ())

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import struct
 from collections.abc import Callable, Iterator
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported, not in __all__
     AdminClient,
     ConfigResource,
@@ -54,12 +54,19 @@ CLUSTER_PORT = int(os.environ.get("BULK_INGEST_TEST_CLUSTER_PORT", "19500"))
 TOTAL = 30_000
 STALL_RESTART = 75
 LEADERSHIP_MOVES_SECONDS = 60.0
-_COORDINATOR_MOVING = {
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
-    KafkaError._TIMED_OUT,  # the request went to the dead node
-}
+OFFSETS_TOPIC = "__consumer_offsets"
+
+
+def offsets_partition(group: str, partitions: int) -> int:
+    """The ``__consumer_offsets`` partition Kafka keeps ``group`` in, whose leader coordinates
+    the group: Java's ``String.hashCode`` (over UTF-16 code units, 32-bit wrap-around), made
+    non-negative by masking as Kafka's ``Utils.abs`` does, modulo the partition count."""
+    encoded = group.encode("utf-16-be")
+    units = struct.unpack(f">{len(encoded) // 2}H", encoded)
+    hash_code = 0
+    for unit in units:
+        hash_code = (31 * hash_code + unit) & 0xFFFFFFFF
+    return (hash_code & 0x7FFFFFFF) % partitions
 
 
 @dataclass
@@ -74,22 +81,21 @@ class Cluster:
         return int(metadata.topics[topic].partitions[partition].leader)
 
     def coordinator(self) -> int:
-        """The group's coordinator, or -1 while the group's new coordinator is being chosen.
+        """The group's coordinator: the leader of the group's ``__consumer_offsets`` partition,
+        read from metadata like any partition's leader (-1 while none leads).
 
-        A request that may time out, counted as "moving": once, in CI, the describe call hung
-        for its whole 30 s right after the coordinator was killed, which failed the test, not
-        the service. The one long-lived client is kept: a fresh client per call, destroyed with
-        a timed-out request still in it, once aborted the whole test process in librdkafka."""
+        Not the group's own answer (``describe_consumer_groups``): right after the coordinator
+        was killed that call once hung for its whole 30 s, and once, in CI, gave no other node
+        for the full minute the test waits, while a partition's leader read from metadata has
+        always moved within seconds."""
+        metadata = self.admin.list_topics(OFFSETS_TOPIC, timeout=10)
+        partitions = len(metadata.topics[OFFSETS_TOPIC].partitions)
+        return self.leader(OFFSETS_TOPIC, offsets_partition(self.settings.app_id, partitions))
+
+    def described_coordinator(self) -> int:
+        """The coordinator the group names itself; asked on a healthy cluster only."""
         app_id = self.settings.app_id
-        try:
-            future = self.admin.describe_consumer_groups([app_id], request_timeout=10)[app_id]
-            group = future.result(15)
-        except FutureTimeout:
-            return -1
-        except KafkaException as error:
-            if error.args[0].code() in _COORDINATOR_MOVING:
-                return -1
-            raise
+        group = self.admin.describe_consumer_groups([app_id])[app_id].result(30)
         return int(group.coordinator.id)
 
     def brokers(self) -> set[int]:
@@ -257,6 +263,7 @@ def test_sigkill_the_leader_of_a_records_partition_mid_job(
 
 
 def test_sigkill_the_group_coordinator_mid_job(cluster: Cluster, cluster_tenant: Tenant) -> None:
+    assert cluster.coordinator() == cluster.described_coordinator()
     job_id = _start_job(cluster_tenant)
     _survives_losing(cluster, cluster_tenant, job_id, Cluster.coordinator, "the group coordinator")
 

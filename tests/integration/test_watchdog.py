@@ -33,3 +33,36 @@ def test_a_lagging_partition_that_does_not_move_is_reported(stack_settings):
         assert [str(s) for s in stalls] == [f"{topic}[0] at 0 of 1"]  # the empty [1] is fine
     finally:
         watch.close()
+
+
+def test_a_partition_waiting_behind_a_slow_event_of_its_topic_is_not_stalled(stack_settings):
+    """One agent reads every partition of a topic: while it works on one event for a whole
+    stall period (a batch waiting on a row lock), the others wait their turn. Restarting the
+    worker would not cure that, and its rebalance would pause every worker. An event begun
+    only just now excuses nothing: under load the agent is nearly always busy."""
+    bootstrap = stack_settings.kafka_bootstrap
+    topic = f"behind-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(topic, b"slow", partition=0)
+    producer.produce(topic, b"waiting its turn", partition=1)
+    assert producer.flush(30) == 0
+
+    watch = StallWatch(bootstrap, f"group-{uuid.uuid4().hex[:6]}", stall_seconds=0.2)
+    owned = [(topic, 0), (topic, 1)]
+    in_flight = InFlight()
+    try:
+        assert watch.stalled(owned, in_flight) == []  # first look: nothing to compare with
+        time.sleep(0.3)  # the condition under test is time passing without progress
+        in_flight.begin(topic, 0)
+        stalls = watch.stalled(owned, in_flight)
+        assert [str(s) for s in stalls] == [f"{topic}[1] at 0 of 1"]  # [0]'s event is new
+        time.sleep(0.3)
+        assert watch.stalled(owned, in_flight) == []  # [1] waits behind [0]'s slow event
+        in_flight.end(topic, 0)
+        time.sleep(0.3)
+        stalls = watch.stalled(owned, in_flight)
+        assert [str(s) for s in stalls] == [f"{topic}[0] at 0 of 1", f"{topic}[1] at 0 of 1"]
+    finally:
+        watch.close()

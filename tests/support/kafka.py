@@ -9,6 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner  # type: ignore[import-untyped]
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
@@ -28,19 +29,32 @@ def own_topics(prefix: str) -> dict[str, str]:
     }
 
 
-def records_partition_owners(settings: Settings) -> list[set[int]]:
-    """The ``bulk.records`` partitions each member of the workers' group owns, one set per
-    member (the group as the broker describes it now)."""
+def owned_partitions(settings: Settings) -> list[dict[str, set[int]]]:
+    """Per member of the workers' group (the group as the broker describes it now), the
+    partitions it owns, by topic."""
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
     group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(30)
-    return [
-        {
-            tp.partition
-            for tp in member.assignment.topic_partitions
-            if tp.topic == settings.topics.records
-        }
-        for member in group.members
-    ]
+    members: list[dict[str, set[int]]] = []
+    for member in group.members:
+        owned: dict[str, set[int]] = {}
+        for tp in member.assignment.topic_partitions:
+            owned.setdefault(tp.topic, set()).add(tp.partition)
+        members.append(owned)
+    return members
+
+
+def records_partition_owners(settings: Settings) -> list[set[int]]:
+    """The ``bulk.records`` partitions each member of the workers' group owns, one set per
+    member."""
+    return [owned.get(settings.topics.records, set()) for owned in owned_partitions(settings)]
+
+
+def job_partition(settings: Settings, job_id: str) -> int:
+    """The ``bulk.requests`` partition of a JSON job's chunks, which is also its
+    ``bulk.progress`` partition: both are keyed by the job id, placed by the producers'
+    murmur2 partitioner (the Java client's, which aiokafka implements too)."""
+    partitions = list(range(settings.partitions))
+    return int(DefaultPartitioner()(job_id.encode(), partitions, partitions))
 
 
 def customer_partition(settings: Settings, tenant_id: str, key: str) -> int:
