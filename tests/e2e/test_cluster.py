@@ -30,6 +30,7 @@ from bulk_ingest.cli import prepare_backends, with_local_brokers
 from bulk_ingest.processes import stack_config
 from bulk_ingest.replication import replication_for
 from bulk_ingest.settings import Settings
+from domain.routing import chunk_partition
 from stack import (
     StackConfig,
     kafka_node_pid,
@@ -285,13 +286,15 @@ def _high_watermarks(cluster: Cluster, topic: str) -> dict[int, int]:
 def test_sigkill_the_leader_of_the_jobs_requests_partition_mid_job(
     cluster: Cluster, cluster_tenant: Tenant
 ) -> None:
-    """The job's request chunks sit on one ``bulk.requests`` partition (keyed by job id): the
-    one whose end moved while it was submitted."""
+    """The job's keys are distinct, so its request chunks are spread over the
+    ``bulk.requests`` partitions from the one its id hashes to: the leader of that one (holding
+    its first chunk) is killed."""
     topic = cluster.settings.topics.requests
     before = _high_watermarks(cluster, topic)
     job_id = _start_job(cluster_tenant)
     after = _high_watermarks(cluster, topic)
-    [partition] = [p for p in after if after[p] > before[p]]
+    partition = chunk_partition(job_id, 0, len(after))
+    assert [p for p in after if after[p] > before[p]] == sorted(after), "chunks not spread"
 
     def requests_leader(c: Cluster) -> int:
         return c.leader(topic, partition)
