@@ -238,7 +238,7 @@ def _diagnosis(settings: Any, service: Any, job_id: str) -> str:
     owners = owned_partitions(settings)
     return (
         f"job row: {job_row(settings, job_id)}\n"
-        f"its requests/progress partition: {job_partition(settings, job_id)}\n"
+        f"its progress partition: {job_partition(settings, job_id)}\n"
         f"the group's partitions: {owners}\nrestarts: {service.restarts}\n{service.logs()}"
     )
 

@@ -50,9 +50,9 @@ def records_partition_owners(settings: Settings) -> list[set[int]]:
 
 
 def job_partition(settings: Settings, job_id: str) -> int:
-    """The ``bulk.requests`` partition of a JSON job's chunks, which is also its
-    ``bulk.progress`` partition: both are keyed by the job id, placed by the producers'
-    murmur2 partitioner (the Java client's, which aiokafka implements too)."""
+    """The ``bulk.progress`` partition of a job, and the ``bulk.requests`` partition of a JSON
+    job whose chunks are not spread: keyed by the job id, placed by the producers' murmur2
+    partitioner (the Java client's, which aiokafka implements too)."""
     partitions = list(range(settings.partitions))
     return int(DefaultPartitioner()(job_id.encode(), partitions, partitions))
 
