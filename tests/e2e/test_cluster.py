@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import (  # type: ignore[attr-defined]  # exported, not in __all__
     AdminClient,
     ConfigResource,
@@ -43,7 +42,7 @@ from storage.db import sync_engine
 from tests.support.database import recreate_database
 from tests.support.exactness import assert_exact, ledger
 from tests.support.http import poll
-from tests.support.kafka import own_topics
+from tests.support.kafka import own_topics, topic_ends
 from tests.support.records import customers, unique_prefix
 from tests.support.service import RunningService, Tenant, new_tenant, running_service
 
@@ -269,20 +268,6 @@ def test_sigkill_the_group_coordinator_mid_job(cluster: Cluster, cluster_tenant:
     _survives_losing(cluster, cluster_tenant, job_id, Cluster.coordinator, "the group coordinator")
 
 
-def _high_watermarks(cluster: Cluster, topic: str) -> dict[int, int]:
-    consumer = Consumer(
-        {"bootstrap.servers": cluster.settings.kafka_bootstrap, "group.id": "t-watermarks"}
-    )
-    try:
-        partitions = cluster.admin.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-    finally:
-        consumer.close()
-
-
 def test_sigkill_the_leader_of_the_jobs_requests_partition_mid_job(
     cluster: Cluster, cluster_tenant: Tenant
 ) -> None:
@@ -290,9 +275,9 @@ def test_sigkill_the_leader_of_the_jobs_requests_partition_mid_job(
     ``bulk.requests`` partitions from the one its id hashes to: the leader of that one (holding
     its first chunk) is killed."""
     topic = cluster.settings.topics.requests
-    before = _high_watermarks(cluster, topic)
+    before = topic_ends(cluster.settings, topic)
     job_id = _start_job(cluster_tenant)
-    after = _high_watermarks(cluster, topic)
+    after = topic_ends(cluster.settings, topic)
     partition = chunk_partition(job_id, 0, len(after))
     assert [p for p in after if after[p] > before[p]] == sorted(after), "chunks not spread"
 
