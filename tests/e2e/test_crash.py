@@ -15,6 +15,7 @@ from domain.entities import default_schemas_dir
 from examples.outcome_tally import OutcomeTally, read_topic
 from tests.support.exactness import assert_exact, ledger
 from tests.support.http import poll
+from tests.support.kafka import customer_partition, records_partition_owners
 from tests.support.metrics import CounterWatch, Samples, scrape, worker_url
 from tests.support.records import customers, unique_prefix
 
@@ -22,23 +23,20 @@ OUTCOMES = load_codec(default_schemas_dir(), "bulk.outcomes")
 
 
 def _records_owners(settings) -> int:
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    group = admin.describe_consumer_groups([settings.app_id])[settings.app_id].result(30)
-    return sum(
-        any(tp.topic == settings.topics.records for tp in member.assignment.topic_partitions)
-        for member in group.members
-    )
+    return sum(bool(partitions) for partitions in records_partition_owners(settings))
 
 
 def _a_victim_that_never_commits(settings, service) -> None:
     """worker-1 again, committing offsets only every minute: whatever it writes during the job
-    is still uncommitted when it is killed, so the kill is sure to cause a redelivery."""
+    is still uncommitted when it is killed, so the kill is sure to cause a redelivery. Its stall
+    watchdog is off in effect: offsets that never move are what it looks for, and once, in CI,
+    it restarted the victim (75) mid-job, which then committed as usual."""
     [worker] = [w for w in service.workers if w.role == "worker-1"]
     worker.stop()  # graceful: it commits and leaves the group
     poll(lambda: _records_owners(settings) == 1, 60, "worker-1 to leave the group")
     victim = spawn(
         "worker",
-        settings.with_overrides(commit_interval_seconds=60.0),
+        settings.with_overrides(commit_interval_seconds=60.0, stall_seconds=600.0),
         service.log_dir,
         name="worker-1",
     )
@@ -47,30 +45,34 @@ def _a_victim_that_never_commits(settings, service) -> None:
 
 
 @contextlib.contextmanager
-def _batches_held(settings, job_id: str) -> Iterator[None]:
-    """The job row locked FOR UPDATE: batches already writing finish (the lock waits for them),
-    new ones wait at their first statement (FOR KEY SHARE) until the block ends. Meanwhile no
-    outcome of the job is committed anywhere, so the workers' counters stand still. The block
-    starts once two persist batches of the job wait at their ``FOR KEY SHARE`` (a worker persists
-    one batch at a time, so one on each worker; a progress update waiting on the row is not
-    counted): the victim then dies with records
-    unwritten, so the job cannot end before its partitions are redelivered — a job that ended
-    first would take the redelivered batches as a terminal job's (ignored), and the test would
-    prove nothing (on a fast day a 20,000-record job ends in 3 s, before the rebalance)."""
+def _job_held(settings, tenant_id: str, job_id: str, keys: list[str]) -> Iterator[None]:
+    """The job row locked FOR UPDATE: batches already writing finish (the lock waits for them);
+    new ones wait at their first statement, and so does the admission of a chunk not validated
+    yet, until the block ends. Meanwhile no outcome of the job is committed anywhere, so the
+    ledger and the workers' counters stand still.
+
+    Checked once the lock is held: each worker's records partitions still have a record of the
+    job to write. The victim then dies with records unwritten on its partitions, so the job
+    cannot end before they are redelivered, behind the batches it wrote — a job that ended first
+    would take the redelivered batches as a terminal job's (ignored), and the test would prove
+    nothing (on a fast day a 20,000-record job ends in 3 s, before the rebalance). Whether those
+    records wait in a persist batch or in a chunk not validated yet does not matter; once, in
+    CI, a spread job had every batch written and two chunks still to validate."""
+    owners = records_partition_owners(settings)
+    assert len(owners) == 2 and all(owners), f"two workers, each with partitions: {owners}"
     with psycopg.connect(settings.libpq_url) as conn, conn.transaction():
         conn.execute("SELECT 1 FROM jobs WHERE job_id = %s FOR UPDATE", [job_id])
-        holder = conn.info.backend_pid
-
-        def both_waiting() -> bool:
-            with psycopg.connect(settings.libpq_url) as probe:
-                row = probe.execute(
-                    "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE %s = ANY(pg_blocking_pids(pid)) AND query LIKE %s",
-                    [holder, "%FOR KEY SHARE%"],
-                ).fetchone()
-            return bool(row and row[0] >= 2)
-
-        poll(both_waiting, 60, "a batch of the job waiting on each worker", interval=0.02)
+        rows = conn.execute("SELECT index FROM record_outcomes WHERE job_id = %s", [job_id])
+        written = {index for (index,) in rows}
+        unwritten = [
+            sum(
+                customer_partition(settings, tenant_id, key) in partitions
+                for index, key in enumerate(keys)
+                if index not in written
+            )
+            for partitions in owners
+        ]
+        assert all(unwritten), f"records left to write, by worker: {unwritten}; held too late"
         yield
 
 
@@ -96,9 +98,8 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
     urls = [worker_url(settings, name) for name in ("worker-1", "worker-2")]
     with CounterWatch(urls, _CREATED) as created:
         victim_before = scrape(urls[0]).get(_CREATED, 0.0)
-        job = tenant.api.post(
-            "/api/v1/customers/bulk/async", {"records": customers(unique_prefix(), total)}
-        ).json()
+        records = customers(unique_prefix(), total)
+        job = tenant.api.post("/api/v1/customers/bulk/async", {"records": records}).json()
         victim = next(w for w in service.workers if w.role == "worker-1")
 
         def in_full_flow() -> bool:
@@ -111,12 +112,11 @@ def test_sigkill_a_worker_mid_job_loses_and_duplicates_nothing(tenant, settings,
         # The victim has written and announced a batch it will never commit. A fifth of the job
         # stored does not say so: once, in CI, no outcome came twice, as if the batch the kill
         # interrupted was the victim's first (redelivered, but written and announced only once).
+        # It commits no offset while this job runs (see _a_victim_that_never_commits), so every
+        # batch it wrote and announced is redelivered to the survivor.
         poll(the_victim_wrote, 60, "the victim's first written batch", interval=0.01)
-        # Not synchronisation: where the kill lands. The victim commits no offset while this
-        # job runs (see _a_victim_that_never_commits), so every batch it wrote and announced is
-        # redelivered to the survivor.
-        time.sleep(0.5)
-        with _batches_held(settings, job["job_id"]):
+        keys = [record["externalId"] for record in records]
+        with _job_held(settings, tenant.tenant_id, job["job_id"], keys):
             _settled(urls[0])
             created.observe(urls[0])  # the victim's count as it dies
             victim.kill()

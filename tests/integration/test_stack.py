@@ -91,7 +91,10 @@ def test_broker_serves_topics_and_consumer_groups(stack_run: StackRun) -> None:
     admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])[topic].result(
         timeout=DEADLINE_SECONDS
     )
-    assert topic in admin.list_topics(timeout=DEADLINE_SECONDS).topics
+    # Created means the controller has it; the broker's metadata follows a moment later (once,
+    # in CI, the first answer listed no topic at all).
+    listed = poll_until(lambda: topic in admin.list_topics(timeout=10).topics, DEADLINE_SECONDS)
+    assert listed, f"{topic} is not in the broker's metadata"
 
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
     producer.produce(topic, key=b"k", value=b"hello")

@@ -10,15 +10,23 @@ from __future__ import annotations
 import copy
 import json
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from domain import validation
-from domain.entities import EntityRegistry, ValueKind, ValueSpec, default_schemas_dir
+from domain import semantics, validation
+from domain.entities import (
+    DEFAULT_REFERENCE_TYPES,
+    EntityRegistry,
+    ValueKind,
+    ValueSpec,
+    default_schemas_dir,
+)
 
 REGISTRY = EntityRegistry.load(default_schemas_dir())
 
@@ -265,3 +273,57 @@ def test_valid_records_take_the_fast_path() -> None:
     product = {"sku": "p-1", "name": "Pen", "price": 1.5, "currency": "EUR", "active": True}
     assert validation._passes(REGISTRY.get("customers").record)(customer)
     assert validation._passes(REGISTRY.get("products").record)(product)
+
+
+# --- semantic checks: the generated check agrees with the walk that explains them ----------------
+
+WIDE_TYPES = {"address_types": frozenset({"home", "depot"}), "date_types": frozenset({"home"})}
+"""Reference sets that hold the valid records' ``type`` ("home") everywhere."""
+TENANT_TYPES = [DEFAULT_REFERENCE_TYPES, {}, WIDE_TYPES]
+SEMANTIC_EDGES = ["XX", "gb", "ZZZ", "eur", "2023-02-29", "2024-02-29", "0000-01-01", "depot"]
+
+
+def walk_finds_a_semantic_error(
+    spec: ValueSpec, record: Any, types: Mapping[str, frozenset[str]]
+) -> bool:
+    context = semantics._SemanticContext("Record", types)
+    return semantics._record_semantics(spec, record, "", "Record", context) is not None
+
+
+@given(st.sampled_from(sorted(SPECS)), st.sampled_from(TENANT_TYPES), st.data())
+@settings(max_examples=800, suppress_health_check=[HealthCheck.too_slow])
+def test_the_semantic_check_passes_exactly_what_the_walk_finds_no_error_in(
+    entity: str, types: Mapping[str, frozenset[str]], data: st.DataObject
+) -> None:
+    spec = SPECS[entity]
+    record = data.draw(records_for(spec) | records_for(spec, one_wrong=True))
+    assert semantics._passes(spec)(record, types) is not walk_finds_a_semantic_error(
+        spec, record, types
+    )
+
+
+@pytest.mark.parametrize("entity", sorted(SPECS))
+def test_every_semantic_edge_in_every_place_gets_the_same_answer(entity: str) -> None:
+    spec, types = SPECS[entity], WIDE_TYPES
+    valid = valid_value(spec, "")
+    assert semantics._passes(spec)(valid, types)
+    assert not walk_finds_a_semantic_error(spec, valid, types)
+    edges = [*HOSTILE_VALUES, *SEMANTIC_EDGES, [valid_value(spec, "")] * 2, [None]]
+    disagreements = [
+        (path, value)
+        for path in paths(spec)
+        for value in edges
+        if semantics._passes(spec)(record := replaced(valid, path, value), types)
+        is walk_finds_a_semantic_error(spec, record, types)
+    ]
+    assert disagreements == []
+
+
+def test_a_mapping_that_is_not_a_dict_is_walked() -> None:
+    customers = REGISTRY.get("customers")
+    address = MappingProxyType({"type": "home", "line1": "1 Main St", "city": "X", "country": "XX"})
+    record = {"externalId": "c-1", "firstName": "A", "lastName": "B", "addresses": [address]}
+    assert not semantics._passes(customers.record)(record, DEFAULT_REFERENCE_TYPES)
+    found = semantics.semantic_error(customers, record, DEFAULT_REFERENCE_TYPES)
+    assert found is not None and found[1] == "addresses.0.country"
+    assert semantics.semantic_error(customers, MappingProxyType(record), {}) is not None
