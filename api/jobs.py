@@ -2,9 +2,7 @@
 
 A submission is validated (basic rules, webhook URL), its records encoded as
 ``BulkRequestChunk`` messages of at most ``BULK_INGEST_PUBLISH_CHUNK_RECORDS`` records and
-:data:`MAX_CHUNK_BYTES` bytes, and then accepted through :mod:`api.intake`. The chunks are keyed
-by job id; a job whose keys are all distinct has them spread over the ``bulk.requests``
-partitions, so every worker validates a share of it (:func:`domain.routing.chunk_partition`).
+:data:`MAX_CHUNK_BYTES` bytes, and then accepted through :mod:`api.intake`.
 """
 
 from __future__ import annotations
@@ -28,7 +26,6 @@ from domain.errors import ApiError, ErrorCode, InvalidInput
 from domain.job_view import API_PREFIX, MAX_PAGE, decode_cursor, job_object, record_results
 from domain.jobs import JobStatus, is_terminal
 from domain.messages import BulkRequestChunk, JobProgressed
-from domain.routing import chunk_partition, keys_all_distinct
 from domain.text import unstorable_character
 from domain.validation import encodable_record
 from storage import job_listing, ledger
@@ -136,18 +133,7 @@ def chunk_messages(
         source=job.source,
         chunk_records=services.settings.publish_chunk_records,
     )
-    spread = len(payloads) > 1 and keys_all_distinct(
-        definition.key_field, bulk.records, bulk.options.defaults
-    )
-    partitions = services.settings.partitions
-    return [
-        requests.encoded(
-            payload,
-            job.job_id,
-            chunk_partition(job.job_id, index, partitions) if spread else None,
-        )
-        for index, payload in enumerate(payloads)
-    ]
+    return [requests.encoded(payload, job.job_id) for payload in payloads]
 
 
 def request_chunks(

@@ -24,7 +24,7 @@ from domain.entities import EntityDefinition, EntityRegistry
 from domain.job_options import with_defaults
 from domain.messages import BatchHeader, RecordBatch, RoutedRecord
 from domain.outcomes import RecordFailure
-from domain.routing import partition_for, routing_key, usable_key
+from domain.routing import partition_for, routing_key
 from domain.semantics import semantic_error
 from domain.text import storable
 from domain.validation import record_basic_failure, to_avro_record
@@ -59,7 +59,7 @@ def routed_record(
     key = record.get(definition.key_field) if isinstance(record, dict) else None
     return {
         "index": index,
-        "key": usable_key(key),
+        "key": storable(key) if isinstance(key, str) and key else None,
         "record": record if failure is None else kept_record(definition, record),
         "error": failure.to_avro() if failure is not None else None,
         "line": None,

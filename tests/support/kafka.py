@@ -50,9 +50,9 @@ def records_partition_owners(settings: Settings) -> list[set[int]]:
 
 
 def job_partition(settings: Settings, job_id: str) -> int:
-    """The ``bulk.progress`` partition of a job, and the ``bulk.requests`` partition of a JSON
-    job whose chunks are not spread: keyed by the job id, placed by the producers' murmur2
-    partitioner (the Java client's, which aiokafka implements too)."""
+    """The ``bulk.requests`` partition of a JSON job's chunks, which is also its
+    ``bulk.progress`` partition: both are keyed by the job id, placed by the producers'
+    murmur2 partitioner (the Java client's, which aiokafka implements too)."""
     partitions = list(range(settings.partitions))
     return int(DefaultPartitioner()(job_id.encode(), partitions, partitions))
 
@@ -140,34 +140,19 @@ def all_dead_letters(settings: Any, key: bytes) -> list[Message]:
     return [m for m in read_to_end(settings, settings.topics.dlq) if m.key() == key]
 
 
-def topic_ends(settings: Any, topic: str) -> dict[int, int]:
-    """The end offset of every partition of ``topic`` now (what :func:`read_to_end` may start
-    from to read only what came after)."""
+def read_to_end(settings: Any, topic: str) -> list[Message]:
+    """Every message of ``topic`` up to its end as it is now, from the start."""
     consumer = Consumer(
         {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}"}
     )
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in partitions
-        }
-    finally:
-        consumer.close()
-
-
-def read_to_end(settings: Any, topic: str, since: dict[int, int] | None = None) -> list[Message]:
-    """Every message of ``topic`` up to its end as it is now, from the start or from the
-    offsets ``since`` (:func:`topic_ends`, taken earlier)."""
-    ends = topic_ends(settings, topic)
-    partitions = list(ends)
-    consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4()}"}
-    )
-    starts = since or {}
-    consumer.assign([TopicPartition(topic, p, starts.get(p, OFFSET_BEGINNING)) for p in partitions])
+    partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+    ends = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        for p in partitions
+    }
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
     found: list[Message] = []
-    read: dict[int, int] = {p: starts.get(p, 0) for p in partitions}
+    read: dict[int, int] = {p: 0 for p in partitions}
     deadline = time.monotonic() + 30
     try:
         while any(read[p] < ends[p] for p in partitions) and time.monotonic() < deadline:
@@ -179,16 +164,6 @@ def read_to_end(settings: Any, topic: str, since: dict[int, int] | None = None) 
     finally:
         consumer.close()
     return found
-
-
-def chunk_partitions(settings: Any, job_id: str, since: dict[int, int]) -> dict[int, int]:
-    """The ``bulk.requests`` partition of each chunk of the job (by chunk index), among the
-    messages written after ``since``."""
-    return {
-        REQUESTS_CODEC.decode(m.value())["chunk_index"]: m.partition()
-        for m in read_to_end(settings, settings.topics.requests, since)
-        if m.key() == job_id.encode()
-    }
 
 
 def headers_of(message: Message) -> dict[str, str]:
