@@ -4,10 +4,10 @@ faust-streaming has an open bug (faust-streaming/faust#629) where, after a rebal
 can own a partition and never fetch from it: the records there wait forever and their job never
 finishes. The watchdog asks the broker, independently of Faust's state, for the high watermark
 and the group's committed offset of every partition this worker owns. A partition with lag whose
-committed offset has not moved for ``stall_seconds``, and on which no event is being processed,
-is stalled — unless the topic's agent has been working on one event for that long: then the
-partition waits its turn behind a slow event (a batch waiting on a row lock, say), which a
-restart would not cure and whose rebalance would pause every worker. The
+committed offset has not moved for ``stall_seconds`` since it began to lag, and on which no
+event is being processed, is stalled — unless the topic's agent has been working on one event
+for that long: then the partition waits its turn behind a slow event (a batch waiting on a row
+lock, say), which a restart would not cure and whose rebalance would pause every worker. The
 first remedy is to seek the partition back to its committed offset, which resets the consumer's
 fetch state without a rebalance; if the same partition stalls again, the worker exits, its
 supervisor starts it again, and the rebalance that follows hands the partition to a consumer
@@ -69,6 +69,7 @@ class Stall:
 class _Observation:
     committed: int
     since: float
+    lagging: bool = True
 
 
 class StallWatch:
@@ -108,11 +109,17 @@ class StallWatch:
             position = tp.offset if tp.offset >= 0 else low
             lag[key] = max(high - position, 0)
             seen = self._seen.get(key)
-            if seen is None or seen.committed != position or in_flight.busy(*key):
-                self._seen[key] = _Observation(position, now)
+            lagging = high > position
+            if (
+                seen is None
+                or seen.committed != position
+                or in_flight.busy(*key)
+                or not (lagging and seen.lagging)  # the quiet that counts is while it lags
+            ):
+                self._seen[key] = _Observation(position, now, lagging)
                 continue
             quiet_since = max(seen.since, in_flight.last_activity(*key))
-            if high > position and now - quiet_since > self._stall_seconds:
+            if now - quiet_since > self._stall_seconds:
                 busy_since = in_flight.busy_since(tp.topic)
                 if busy_since is not None and now - busy_since > self._stall_seconds:
                     log.warning(

@@ -66,3 +66,34 @@ def test_a_partition_waiting_behind_a_slow_event_of_its_topic_is_not_stalled(sta
         assert [str(s) for s in stalls] == [f"{topic}[0] at 0 of 1", f"{topic}[1] at 0 of 1"]
     finally:
         watch.close()
+
+
+def test_the_quiet_that_counts_starts_when_the_partition_begins_to_lag(stack_settings):
+    """A partition read to its end long ago that gets a message while the agent has just begun
+    a slow event is not stalled at once: it has waited only since the message came, not since
+    its offset last moved (once, in CI, that early verdict sought the partition back, and the
+    worker exited after the second)."""
+    bootstrap = stack_settings.kafka_bootstrap
+    topic = f"lag-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    producer = Producer({"bootstrap.servers": bootstrap})
+
+    watch = StallWatch(bootstrap, f"group-{uuid.uuid4().hex[:6]}", stall_seconds=0.2)
+    owned = [(topic, 0), (topic, 1)]
+    in_flight = InFlight()
+    try:
+        assert watch.stalled(owned, in_flight) == []  # nothing to read anywhere
+        time.sleep(0.3)  # the condition under test is time passing without progress
+        in_flight.begin(topic, 0)
+        producer.produce(topic, b"now waiting", partition=1)
+        assert producer.flush(30) == 0
+        assert watch.stalled(owned, in_flight) == []  # [1] lags only from now
+        time.sleep(0.3)
+        assert watch.stalled(owned, in_flight) == []  # and waits behind [0]'s slow event
+        in_flight.end(topic, 0)
+        time.sleep(0.3)
+        stalls = watch.stalled(owned, in_flight)
+        assert [str(s) for s in stalls] == [f"{topic}[1] at 0 of 1"]
+    finally:
+        watch.close()
