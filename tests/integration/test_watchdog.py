@@ -9,14 +9,22 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from streams.watchdog import InFlight, StallWatch
 
 
-def test_a_lagging_partition_that_does_not_move_is_reported(stack_settings):
-    bootstrap = stack_settings.kafka_bootstrap
-    topic = f"stall-{uuid.uuid4().hex[:8]}"
+def _topic_of_two_partitions(bootstrap: str, prefix: str, waiting: dict[int, bytes]) -> str:
+    """A new topic of two partitions, with one message already on each partition of
+    ``waiting``."""
+    topic = f"{prefix}-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
     admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
     producer = Producer({"bootstrap.servers": bootstrap})
-    producer.produce(topic, b"waiting", partition=0)
+    for partition, value in waiting.items():
+        producer.produce(topic, value, partition=partition)
     assert producer.flush(30) == 0
+    return topic
+
+
+def test_a_lagging_partition_that_does_not_move_is_reported(stack_settings):
+    bootstrap = stack_settings.kafka_bootstrap
+    topic = _topic_of_two_partitions(bootstrap, "stall", {0: b"waiting"})
 
     watch = StallWatch(bootstrap, f"group-{uuid.uuid4().hex[:6]}", stall_seconds=0.2)
     owned = [(topic, 0), (topic, 1)]
@@ -41,13 +49,7 @@ def test_a_partition_waiting_behind_a_slow_event_of_its_topic_is_not_stalled(sta
     worker would not cure that, and its rebalance would pause every worker. An event begun
     only just now excuses nothing: under load the agent is nearly always busy."""
     bootstrap = stack_settings.kafka_bootstrap
-    topic = f"behind-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
-    producer = Producer({"bootstrap.servers": bootstrap})
-    producer.produce(topic, b"slow", partition=0)
-    producer.produce(topic, b"waiting its turn", partition=1)
-    assert producer.flush(30) == 0
+    topic = _topic_of_two_partitions(bootstrap, "behind", {0: b"slow", 1: b"waiting its turn"})
 
     watch = StallWatch(bootstrap, f"group-{uuid.uuid4().hex[:6]}", stall_seconds=0.2)
     owned = [(topic, 0), (topic, 1)]
@@ -74,9 +76,7 @@ def test_the_quiet_that_counts_starts_when_the_partition_begins_to_lag(stack_set
     its offset last moved (once, in CI, that early verdict sought the partition back, and the
     worker exited after the second)."""
     bootstrap = stack_settings.kafka_bootstrap
-    topic = f"lag-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    admin.create_topics([NewTopic(topic, 2, 1)])[topic].result(30)
+    topic = _topic_of_two_partitions(bootstrap, "lag", {})
     producer = Producer({"bootstrap.servers": bootstrap})
 
     watch = StallWatch(bootstrap, f"group-{uuid.uuid4().hex[:6]}", stall_seconds=0.2)
